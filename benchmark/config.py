@@ -1,0 +1,175 @@
+"""Config schemas and composition. benchmark/ is the only place that reads configs.
+
+The protocol and dataset groups are checked against the dataclasses below: a key that is not a
+field (a typo in a YAML file or an override) fails with the list of valid keys. Method keys are
+checked by the method's builder signature (methods.registry.build_method).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config key or value the harness does not accept."""
+
+
+@dataclass
+class BackboneConfig:
+    name: str = "resnet50"
+    pretrained: bool = True
+    weights_file: str | None = None
+    output_stride: int = 32
+
+
+@dataclass
+class ImageConfig:
+    resize: int = 256
+    crop: int = 224
+    hflip: bool = True
+    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+
+
+@dataclass
+class DataConfig:
+    train_splits: list[str] = field(default_factory=lambda: ["train", "val"])
+    eval_split: str = "test"
+    use_cache: bool = True
+    crop_to_bbox: bool = False
+    workers: int = 4
+    classes_per_batch: int = 8
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    nesterov: bool = False
+    eps: float = 1e-8
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "step"
+    warmup_epochs: int = 0
+    step_epochs: int = 5
+    gamma: float = 0.9
+
+
+@dataclass
+class ProtocolConfig:
+    name: str = "?"
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    new_layer_lr_multiplier: float = 1.0
+    epochs: int = 90
+    batch_size: int = 32
+    eval_batch_size: int = 256
+    precision: str = "fp32"
+    channels_last: bool = True
+    compile: bool = False
+    grad_clip_norm: float | None = None
+    device: str = "auto"
+    deterministic: bool = True
+
+
+@dataclass
+class ArchiveConfig:
+    file: str = "?"
+    md5: str = "?"
+    size: int | None = None
+    url: str | None = None
+
+
+@dataclass
+class ExpectedConfig:
+    train_classes: int = 0
+    test_classes: int = 0
+    train_images: int | None = None
+    test_images: int | None = None
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "?"
+    reader: str = "cub"
+    root: str = "?"
+    source: str = "archives"
+    generator: dict[str, Any] = field(default_factory=dict)
+    archives: list[ArchiveConfig] = field(default_factory=list)
+    download: bool = False
+    crop_bottom: int = 0
+    val_classes: int = 0
+    expected: ExpectedConfig = field(default_factory=ExpectedConfig)
+    packaging_help: str = ""
+
+
+CHOICES = {
+    "precision": ("fp32", "bf16", "fp16"),
+    "device": ("auto", "cpu", "cuda"),
+    "optimizer.name": ("sgd", "adam", "adamw"),
+    "schedule.name": ("cosine", "step"),
+    "source": ("generated", "archives"),
+}
+
+
+def _check_keys(given: Any, schema: type, where: str) -> None:
+    """Every key of ``given`` must be a field of ``schema`` (recursively)."""
+    if not isinstance(given, DictConfig):
+        return
+    valid = {f.name: f for f in fields(schema)}
+    for key in given:
+        if key not in valid:
+            raise ConfigError(
+                f"unknown config key {where}.{key}; valid keys: {', '.join(sorted(valid))}"
+            )
+        sub = schema.__dataclass_fields__[key].default_factory  # type: ignore[misc]
+        if is_dataclass(sub):
+            _check_keys(given[key], sub, f"{where}.{key}")
+
+
+def validate_section(section: DictConfig, schema: type, where: str) -> DictConfig:
+    _check_keys(section, schema, where)
+    merged = OmegaConf.merge(OmegaConf.structured(schema), section)
+    for dotted, allowed in CHOICES.items():
+        value = OmegaConf.select(merged, dotted)
+        if value is not None and value not in allowed:
+            raise ConfigError(f"{where}.{dotted}={value!r}; valid values: {', '.join(allowed)}")
+    return merged
+
+
+def validate(cfg: DictConfig) -> DictConfig:
+    """Resolve and check a composed training config; returns a plain, resolved copy."""
+    resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    resolved.protocol = validate_section(resolved.protocol, ProtocolConfig, "protocol")
+    resolved.dataset = validate_section(resolved.dataset, DatasetConfig, "dataset")
+    for key in ("name", "builder"):
+        if key not in resolved.method:
+            raise ConfigError(f"method config lacks the key {key!r}")
+    return resolved
+
+
+def method_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    """The builder's keyword arguments: every method key but name and builder."""
+    container = OmegaConf.to_container(cfg.method, resolve=True)
+    assert isinstance(container, dict)
+    return {k: v for k, v in container.items() if k not in ("name", "builder")}
+
+
+def compose_config(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:
+    """Compose the real configs (no files written, no working-directory change)."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides or []))

@@ -1,0 +1,228 @@
+"""Time and peak memory of ``retrieval_metrics`` against pytorch-metric-learning (faiss).
+
+    python -m benchmark.perf.bench_metrics                      # Cars-196 test size, D = 10240
+    python -m benchmark.perf.bench_metrics --n 100000 --d 2048  # ours alone (reference skipped)
+    python -m benchmark.perf.bench_metrics --n 2000 --d 512 --out bench.json
+
+Both implementations get the same random clustered embeddings (``--classes`` balanced classes,
+class centres N(0, I), noise N(0, s^2 I) with s^2 = sqrt(D) / separation, so the task is neither
+trivial nor hopeless at any D). pytorch-metric-learning's AccuracyCalculator runs as a user would
+call it: L2-normalised embeddings (its faiss index is L2), k="max_bin_count",
+ref_includes_query=True; normalising is inside its timed region, as it is inside ours.
+
+Each implementation runs in a fresh subprocess, so neither sees the other's allocations or warm
+caches. Peak memory: after generating the data and a tiny warm-up call, the worker resets the
+kernel's resident-set high-water mark (``/proc/self/clear_refs`` = 5), notes its current RSS, runs
+the metric once and reads ``VmHWM``: peak RSS increase = VmHWM - RSS before. RSS counts every page
+the process touches (torch, faiss and BLAS buffers alike), which tracemalloc would miss. Where
+clear_refs is unavailable (not Linux), it falls back to ru_maxrss minus the RSS before, which is
+exact unless the data generation peaked higher than the metric. Wall time is one run, with
+``--threads`` threads for torch and faiss alike; on a shared machine it is noisy, so the CPU time
+(user + system, all threads) of the call is reported beside it: less sensitive to other load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+REFERENCE_MAX_N = 20_000  # above this, "auto" skips the reference (its k-NN is slow and large)
+PACKAGES = ("torch", "numpy", "pytorch-metric-learning", "faiss-cpu")
+IMPLEMENTATIONS = {"ours": "fgor-bench retrieval_metrics", "pml": "pml AccuracyCalculator (faiss)"}
+
+
+def clustered_embeddings(
+    num_items: int, dim: int, classes: int, separation: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) float32 embeddings and (N,) int64 balanced labels, built in float32 blocks."""
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(num_items) % classes).astype(np.int64)
+    centers = rng.standard_normal((classes, dim), dtype=np.float32)
+    spread = np.float32(np.sqrt(np.sqrt(dim) / separation))
+    embeddings = np.empty((num_items, dim), dtype=np.float32)
+    for start in range(0, num_items, 4096):
+        stop = min(start + 4096, num_items)
+        noise = rng.standard_normal((stop - start, dim), dtype=np.float32)
+        embeddings[start:stop] = centers[labels[start:stop]] + spread * noise
+    return embeddings, labels
+
+
+def _rss_kib(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _compute(name: str, embeddings: np.ndarray, labels: np.ndarray, chunk_size: int) -> dict:
+    """Run one implementation; returns recall@1, map@r, r_precision in percent."""
+    if name == "ours":
+        from benchmark.evaluate import retrieval_metrics
+
+        metrics = retrieval_metrics(embeddings, labels, chunk_size=chunk_size)
+        return {key: metrics[key] for key in ("recall@1", "map@r", "r_precision")}
+    from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+
+    calculator = AccuracyCalculator(
+        include=("precision_at_1", "mean_average_precision_at_r", "r_precision"),
+        k="max_bin_count",
+        device=torch.device("cpu"),
+    )
+    unit = torch.nn.functional.normalize(torch.from_numpy(embeddings), dim=1)
+    label_tensor = torch.from_numpy(labels)
+    result = calculator.get_accuracy(
+        unit, label_tensor, unit, label_tensor, ref_includes_query=True
+    )
+    return {
+        "recall@1": 100 * result["precision_at_1"],
+        "map@r": 100 * result["mean_average_precision_at_r"],
+        "r_precision": 100 * result["r_precision"],
+    }
+
+
+def worker(args: argparse.Namespace) -> dict:
+    """In a fresh process: make the data, warm up, reset the RSS peak, run once, measure."""
+    torch.set_num_threads(args.threads)
+    if args.worker == "pml":
+        import faiss
+
+        faiss.omp_set_num_threads(args.threads)
+    embeddings, labels = clustered_embeddings(
+        args.n, args.d, args.classes, args.separation, args.seed
+    )
+    warm_embeddings, warm_labels = clustered_embeddings(64, args.d, 4, args.separation, 1)
+    _compute(args.worker, warm_embeddings, warm_labels, args.chunk_size)  # load lazy libraries
+    exact = _reset_peak()
+    rss_before = _rss_kib("VmRSS")
+    cpu_start, start = _cpu_seconds(), time.perf_counter()
+    metrics = _compute(args.worker, embeddings, labels, args.chunk_size)
+    seconds, cpu_seconds = time.perf_counter() - start, _cpu_seconds() - cpu_start
+    peak = _rss_kib("VmHWM") if exact else None
+    if peak is None:  # not Linux: ru_maxrss is the peak since the process started
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    increase = (peak - rss_before) / 1024 if rss_before is not None else None
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "peak_rss_increase_mib": increase,
+        "peak_rss_mib": peak / 1024,
+        "memory_method": "VmHWM after clear_refs" if exact else "ru_maxrss",
+        "metrics": metrics,
+    }
+
+
+def run_worker(name: str, args: argparse.Namespace) -> dict:
+    command = [sys.executable, "-m", "benchmark.perf.bench_metrics", "--worker", name]
+    for key in ("n", "d", "classes", "separation", "seed", "threads", "chunk_size"):
+        command += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    environment = os.environ | {"PYTHONPATH": str(REPOSITORY)}
+    completed = subprocess.run(command, capture_output=True, text=True, env=environment)
+    if completed.returncode != 0:
+        raise RuntimeError(f"{name} worker failed:\n{completed.stderr}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def markdown(args: argparse.Namespace, results: dict[str, dict]) -> str:
+    lines = [
+        f"N = {args.n}, D = {args.d}, {args.classes} classes, {args.threads} threads, "
+        f"chunk_size = {args.chunk_size}",
+        "",
+        "| implementation | wall s | CPU s | peak RSS increase (MiB) | recall@1 | map@r "
+        "| r_precision |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, result in results.items():
+        metrics = result["metrics"]
+        lines.append(
+            f"| {IMPLEMENTATIONS[name]} | {result['seconds']:.2f} | {result['cpu_seconds']:.2f} | "
+            f"{result['peak_rss_increase_mib']:.0f} | {metrics['recall@1']:.4f} | "
+            f"{metrics['map@r']:.4f} | {metrics['r_precision']:.4f} |"
+        )
+    return "\n".join(lines)
+
+
+def agreement(results: dict[str, dict]) -> dict[str, float]:
+    if "pml" not in results:
+        return {}
+    ours, reference = results["ours"]["metrics"], results["pml"]["metrics"]
+    return {f"abs_diff_{key}": abs(ours[key] - reference[key]) for key in ours}
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=8131, help="items (Cars-196 test: 8131)")
+    parser.add_argument("--d", type=int, default=10240, help="embedding dimension")
+    parser.add_argument("--classes", type=int, default=98)
+    parser.add_argument("--separation", type=float, default=1.5, help="s^2 = sqrt(D) / this")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--chunk-size", type=int, default=1024)
+    parser.add_argument(
+        "--reference",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"run pml too (default: only when N <= {REFERENCE_MAX_N})",
+    )
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--worker", choices=sorted(IMPLEMENTATIONS), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_arguments(argv)
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+    with_reference = args.n <= REFERENCE_MAX_N if args.reference is None else args.reference
+    names = ["ours", "pml"] if with_reference else ["ours"]
+    results = {name: run_worker(name, args) for name in names}
+    print(markdown(args, results))
+    differences = agreement(results)
+    if differences:
+        speedup = results["pml"]["seconds"] / results["ours"]["seconds"]
+        print("\nagreement: " + ", ".join(f"{k} = {v:.2e}" for k, v in differences.items()))
+        print(f"speed-up of ours over pml: {speedup:.2f}x")
+    if args.out:
+        from benchmark.atomic import write_atomic_text
+
+        report = {
+            "command": "python -m benchmark.perf.bench_metrics " + " ".join(argv or sys.argv[1:]),
+            "settings": {k: v for k, v in vars(args).items() if k not in ("out", "worker")},
+            "results": results,
+            "agreement": differences,
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+            "versions": {name: version(name) for name in PACKAGES},
+        }
+        write_atomic_text(args.out, json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Where a number came from: command, code version, libraries, device."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import shlex
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+LIBRARIES = (
+    "torch", "torchvision", "timm", "pytorch-metric-learning", "hydra-core", "omegaconf",
+    "numpy", "pandas", "pillow", "dvc",
+)  # fmt: skip
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def git_state() -> tuple[str, bool]:
+    """(commit, dirty) of the checkout, or ("unknown", False) outside git."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", False
+    return commit, bool(status.strip())
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"cpu: {cpu} ({torch.get_num_threads()} threads)"
+
+
+def command_line() -> str:
+    return shlex.join(["python", *sys.argv])
+
+
+def provenance(device: torch.device, manifest_sha256: str) -> dict[str, object]:
+    commit, dirty = git_state()
+    return {
+        "command": command_line(),
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "manifest_sha256": manifest_sha256,
+        "libraries": library_versions(),
+        "device": device_name(device),
+        "python": sys.version.split()[0],
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,269 @@
+"""Fairness and provenance: the resolved configs diffed across methods, each method's declared
+changes and parameter groups, and where every run came from."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmark.report.grid import DASH, Grid
+from benchmark.report.tables import Column, Table
+
+# per-run bookkeeping, expected to differ between runs; `method` is method-specific by definition
+NOT_SHARED = ("method", "seed", "run_dir", "runs_root", "stage", "resume", "progress")
+MANIFEST_KEY = "data manifest sha256 (provenance)"
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, str]:
+    """``{"protocol": {"epochs": 12}}`` -> ``{"protocol.epochs": "12"}`` (lists kept whole)."""
+    if isinstance(value, dict) and value:
+        out: dict[str, str] = {}
+        for key in sorted(value, key=str):
+            out.update(flatten(value[key], f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: json.dumps(value, sort_keys=True, default=str)}
+
+
+def shared_settings(config: dict[str, Any], manifest_sha256: str) -> dict[str, str]:
+    """Everything in a resolved config that every method must share, plus the data's hash."""
+    settings = flatten({k: v for k, v in config.items() if k not in NOT_SHARED})
+    settings[MANIFEST_KEY] = manifest_sha256
+    return settings
+
+
+@dataclass(frozen=True)
+class Difference:
+    dataset: str
+    key: str
+    values: dict[str, list[str]]  # value -> the runs ("method seed k") holding it
+
+
+def protocol_differences(grid: Grid) -> list[Difference]:
+    """Every shared setting that is not identical across all runs of a dataset."""
+    differences = []
+    for dataset in grid.datasets:
+        runs = grid.results[grid.results["dataset"] == dataset]
+        settings = [
+            (f"{m} s{s}", shared_settings(c, h))
+            for m, s, c, h in zip(
+                runs["method"], runs["seed"], runs["config"], runs["manifest_sha256"], strict=True
+            )
+        ]
+        keys = sorted({key for _, flat in settings for key in flat})
+        for key in keys:
+            values: dict[str, list[str]] = {}
+            for run, flat in settings:
+                values.setdefault(flat.get(key, "(absent)"), []).append(run)
+            if len(values) > 1:
+                differences.append(Difference(dataset, key, dict(sorted(values.items()))))
+    return differences
+
+
+def runs_by_method(runs: list[str]) -> str:
+    """``["a s1", "a s2", "b s1"]`` -> ``a (s1, s2); b (s1)``."""
+    grouped: dict[str, list[str]] = {}
+    for run in runs:
+        method, seed = run.rsplit(" ", 1)
+        grouped.setdefault(method, []).append(seed)
+    return "; ".join(f"`{m}` ({', '.join(seeds)})" for m, seeds in grouped.items())
+
+
+def difference_table(differences: list[Difference]) -> Table:
+    table = Table(
+        "protocol-differences",
+        "Differences in the shared protocol (must be empty for a fair comparison)",
+        [Column("Dataset"), Column("Setting"), Column("Value"), Column("Runs")],
+    )
+    for diff in differences:
+        for index, (value, runs) in enumerate(diff.values.items()):
+            first = index == 0
+            table.add(
+                diff.dataset if first else "",
+                f"`{diff.key}`" if first else "",
+                f"`{value[:80]}`",
+                runs_by_method(runs),
+                kind="alert",
+                group_start=first,
+            )
+    return table
+
+
+def protocol_outliers(differences: list[Difference]) -> set[tuple[str, str]]:
+    """(method, dataset) pairs with a run off the most common value of a differing setting
+    (every run involved when no value is the most common)."""
+    outliers = set()
+    for diff in differences:
+        counts = [len(runs) for runs in diff.values.values()]
+        common = [v for v, runs in diff.values.items() if len(runs) == max(counts)]
+        for value, runs in diff.values.items():
+            if len(common) > 1 or value != common[0]:
+                outliers.update((run.rsplit(" ", 1)[0], diff.dataset) for run in runs)
+    return outliers
+
+
+def difference_summary(differences: list[Difference], limit: int = 5) -> str:
+    """One line for the top of the report: the first ``limit`` differences, then a count."""
+    parts = []
+    for diff in differences[:limit]:
+        values = "; ".join(
+            f"{value[:40]} in {runs_by_method(runs)}" for value, runs in diff.values.items()
+        )
+        parts.append(f"`{diff.key}` on {diff.dataset} ({values})")
+    if len(differences) > limit:
+        parts.append(f"and {len(differences) - limit} more")
+    return "; ".join(parts)
+
+
+def shared_protocol_table(grid: Grid) -> Table:
+    """The protocol every method ran under (of the first run; differences are listed apart)."""
+    table = Table(
+        "protocol", "The shared protocol (resolved config)", [Column("Setting"), Column("Value")]
+    )
+    if grid.results.empty:
+        return table
+    first = grid.results.iloc[0]
+    for key, value in flatten(first["config"].get("protocol", {}), "protocol").items():
+        table.add(f"`{key}`", f"`{value.strip(chr(34))}`")
+    table.notes.append(f"From `{first['method']}` on {first['dataset']}, seed {first['seed']}.")
+    return table
+
+
+def _pairs(mapping: dict[str, Any]) -> str:
+    return (
+        "; ".join(
+            f"{key}: {json.dumps(value, default=str).strip(chr(34))}"
+            for key, value in mapping.items()
+        )
+        or DASH
+    )
+
+
+def methods_table(grid: Grid) -> Table:
+    """Each method's builder, own config keys, declared changes and parameter groups."""
+    table = Table(
+        "methods",
+        "What each method changes (its own config keys, declared changes, parameter groups)",
+        [
+            Column("Method"),
+            Column("Builder", nowrap=True),
+            Column("Method config"),
+            Column("Declared changes"),
+            Column("Parameter groups"),
+        ],
+    )
+    for method in grid.methods:
+        runs = grid.results[grid.results["method"] == method]
+        if runs.empty:
+            continue
+        first = runs.iloc[0]
+        own = {
+            k: v
+            for k, v in first["config"].get("method", {}).items()
+            if k not in ("name", "builder")
+        }
+        groups = "; ".join(
+            f"{g['name']}: lr {g['lr']:g}, wd {g.get('weight_decay', 0):g}, "
+            f"{g['num_params'] / 1e6:.3g} M"
+            for g in first["param_groups"]
+        )
+        table.add(
+            f"`{method}`",
+            f"`{first['builder']}`",
+            _pairs(own),
+            _pairs(first["declared"]),
+            groups or DASH,
+        )
+    table.notes.append(
+        "From each method's first run (parameter counts depend on the dataset's classes)."
+    )
+    return table
+
+
+def provenance_table(grid: Grid) -> Table:
+    table = Table(
+        "provenance",
+        "Provenance of every run",
+        [
+            Column("Method"),
+            Column("Dataset"),
+            Column("Seed", "r"),
+            Column("Files", latex=False, nowrap=True),
+            Column("Command", latex=False),
+            Column("Commit", nowrap=True),
+            Column("Device"),
+            Column("Started", nowrap=True),
+        ],
+    )
+    order = {
+        (m, d): i for i, (m, d) in enumerate((m, d) for m in grid.methods for d in grid.datasets)
+    }
+    runs = grid.results.assign(
+        order=[
+            order[(m, d)]
+            for m, d in zip(grid.results["method"], grid.results["dataset"], strict=True)
+        ]
+    )
+    for row in runs.sort_values(["order", "seed"], kind="stable").itertuples(index=False):
+        run_dir = Path(row.run_dir)
+        files = []
+        for label, name in (
+            ("config", "config.yaml"),
+            ("log", "train.log"),
+            ("eval log", "eval.log"),
+            ("results", "results.json"),
+        ):
+            path = run_dir / name
+            if path.is_file():
+                files.append(f"[{label}]({grid.link(path)})")
+            elif name != "eval.log":  # only runs evaluated as a separate stage have one
+                files.append(f"{label} (missing)")
+        commit = row.git_commit[:10] + (" (dirty)" if row.git_dirty else "")
+        table.add(
+            f"`{row.method}`",
+            row.dataset,
+            str(row.seed),
+            " · ".join(files),
+            f"`{row.command}`",
+            f"`{commit}`",
+            row.device,
+            row.started[:19].replace("T", " "),
+        )
+    return table
+
+
+def library_table(grid: Grid) -> Table:
+    """Library versions; one row per library, every distinct version with its runs."""
+    table = Table(
+        "libraries", "Library versions", [Column("Library"), Column("Version"), Column("Runs")]
+    )
+    versions: dict[str, dict[str, int]] = {}
+    for libraries in grid.results["libraries"]:
+        for name, version in sorted(libraries.items()):
+            versions.setdefault(name, {}).setdefault(str(version), 0)
+            versions[name][str(version)] += 1
+    total = len(grid.results)
+    for name, counts in sorted(versions.items()):
+        for version, count in sorted(counts.items()):
+            table.add(
+                name,
+                f"`{version}`",
+                "all" if count == total else f"{count} of {total}",
+                kind="alert" if len(counts) > 1 else "",
+            )
+    return table
+
+
+def missing_table(grid: Grid) -> Table:
+    table = Table(
+        "missing",
+        "Expected runs without a results file",
+        [Column("Method"), Column("Dataset"), Column("Missing seeds")],
+    )
+    grouped: dict[tuple[str, str], list[int]] = {}
+    for method, dataset, seed in grid.missing_cells():
+        grouped.setdefault((method, dataset), []).append(seed)
+    for (method, dataset), seeds in grouped.items():
+        table.add(f"`{method}`", dataset, ", ".join(str(s) for s in seeds), kind="missing")
+    return table

@@ -1,0 +1,122 @@
+"""Which figures a suite gets, and from which runs (deterministic choices)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.report import figures
+from benchmark.report.figures import EMBEDDING_METHODS, FigureItem
+from benchmark.report.grid import Grid
+
+EXAMPLE_QUERIES = 4
+
+
+def example_runs(grid: Grid, dataset: str, names: tuple[str, ...]) -> list[pd.Series]:
+    """The baseline's and CNENet's runs (else the first method's) at their smallest common seed."""
+    methods = [m for m in names if len(grid.runs(m, dataset))]
+    if not methods:
+        methods = [m for m in grid.methods if len(grid.runs(m, dataset))][:1]
+    if not methods:
+        return []
+    seed_sets = [set(grid.runs(m, dataset)["seed"]) for m in methods]
+    common = set.intersection(*seed_sets)
+    chosen = []
+    for method, seeds in zip(methods, seed_sets, strict=True):
+        seed = min(common or seeds)
+        runs = grid.runs(method, dataset)
+        chosen.append(runs[runs["seed"] == seed].iloc[0])
+    return chosen
+
+
+def manifest_path(config: dict, data_root: Path) -> tuple[Path, str]:
+    """config.dataset.root + /manifest.csv (a relative root is taken from ``data_root``), and
+    the path as configured, for notes (no machine paths in the report)."""
+    root = Path(str(config.get("dataset", {}).get("root", "")))
+    path = (root if root.is_absolute() else data_root / root) / "manifest.csv"
+    return path, (root / "manifest.csv").as_posix()
+
+
+def retrieval_figures(grid: Grid, dataset: str, data_root: Path) -> list[FigureItem]:
+    items = []
+    for run in example_runs(grid, dataset, EMBEDDING_METHODS):
+        name = f"retrieval_{run['method']}_{dataset}.png"
+        title = f"Retrieval examples: {run['method']} on {dataset}, seed {run['seed']}"
+        run_dir = Path(run["run_dir"])
+        if not ((run_dir / "neighbors.npy").is_file() and (run_dir / "test_labels.npy").is_file()):
+            items.append(
+                FigureItem(
+                    name,
+                    title,
+                    "",
+                    note=f"no neighbors.npy/test_labels.npy in {grid.link(run_dir)}",
+                )
+            )
+            continue
+        neighbors, labels = np.load(run_dir / "neighbors.npy"), np.load(run_dir / "test_labels.npy")
+        manifest, shown = manifest_path(run["config"], data_root)
+        item = figures.retrieval_examples(
+            manifest, neighbors, labels, name, title, EXAMPLE_QUERIES, shown_as=shown
+        )
+        items.append(item)
+    return items
+
+
+def embedding_figure(grid: Grid, dataset: str) -> FigureItem:
+    panels, absent = [], []
+    for run in example_runs(grid, dataset, EMBEDDING_METHODS):
+        run_dir = Path(run["run_dir"])
+        path = run_dir / "test_embeddings.npy"
+        if not (path.is_file() and (run_dir / "test_labels.npy").is_file()):
+            absent.append(grid.link(path))
+            continue
+        embeddings = np.load(path)
+        labels = np.load(run_dir / "test_labels.npy")[: len(embeddings)]
+        panels.append((f"{run['method']} (seed {run['seed']})", embeddings, labels))
+    name, title = f"embedding_map_{dataset}.png", f"Test embeddings on {dataset}"
+    item = figures.embedding_map(panels, name, title)
+    if absent:
+        note = f"not found: {', '.join(absent)}"
+        item = FigureItem(
+            item.name,
+            item.title,
+            item.caption,
+            item.png,
+            "; ".join(filter(None, [item.note, note])),
+        )
+    return item
+
+
+def care_map_figures(grid: Grid) -> list[FigureItem]:
+    """CARE-map grids rendered by the runs (<run_dir>/care_maps.png), one per method x dataset."""
+    items = []
+    for (method, dataset), runs in grid.results.groupby(["method", "dataset"], sort=True):
+        for seed, run_dir in sorted(zip(runs["seed"], runs["run_dir"], strict=True)):
+            path = Path(run_dir) / "care_maps.png"
+            if path.is_file():
+                title = f"CARE maps: {method} on {dataset}, seed {seed}"
+                caption = f"Rendered by the run: {grid.link(path)}."
+                items.append(
+                    FigureItem(
+                        f"care_maps_{method}_{dataset}_seed{seed}.png",
+                        title,
+                        caption,
+                        path.read_bytes(),
+                    )
+                )
+                break
+    return items
+
+
+def all_figures(grid: Grid, data_root: Path) -> list[FigureItem]:
+    items: list[FigureItem] = []
+    for dataset in grid.datasets:
+        if grid.results[grid.results["dataset"] == dataset].empty:
+            continue
+        items += [figures.recall_curves(grid, dataset), figures.recall_bars(grid, dataset)]
+        items.append(figures.training_curves(grid, dataset))
+        items += retrieval_figures(grid, dataset, data_root)
+        items.append(embedding_figure(grid, dataset))
+    return items + care_map_figures(grid)

@@ -1,0 +1,267 @@
+"""The numeric tables: the comparison (reproduced vs reported), the ablations, secondary metrics
+and cost; the tidy CSV. The statistics tables live in paired.py."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.report.collect import RECALL_KS
+from benchmark.report.fairness import protocol_differences, protocol_outliers
+from benchmark.report.grid import DASH, METRIC_NAMES, MISSING, Grid, mean_std, number
+from benchmark.report.reference import ARCHITECTURES, TABLE1, TABLE3, PaperRow, architecture_code
+from benchmark.report.tables import Column, Table
+
+RECALLS = tuple(f"recall@{k}" for k in RECALL_KS)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One method block of a recall table: our method and the published row beside it."""
+
+    method: str
+    paper: PaperRow | None
+    label: str = ""  # the row's name in the paper (ablation tables)
+
+
+def best_values(grid: Grid, dataset: str, methods: list[str], metrics: tuple[str, ...]) -> dict:
+    """metric -> the best mean at display precision among methods with results (ties all bold)."""
+    best = {}
+    for metric in metrics:
+        means = [grid.summary(m, dataset, metric).mean for m in methods]
+        shown = [round(v, 1) for v in means if not math.isnan(v)]
+        best[metric] = max(shown) if shown else None
+    return best
+
+
+def measured_cell(grid: Grid, method: str, dataset: str, metric: str, best: dict) -> str:
+    summary = grid.summary(method, dataset, metric)
+    text = mean_std(summary)
+    if summary.n and best.get(metric) is not None and round(summary.mean, 1) == best[metric]:
+        return f"**{text}**"
+    return text
+
+
+def run_links(grid: Grid, method: str, dataset: str) -> str:
+    runs = grid.runs(method, dataset)
+    return " ".join(
+        f"[s{seed}]({grid.link(Path(run_dir) / 'config.yaml')})"
+        for seed, run_dir in zip(runs["seed"], runs["run_dir"], strict=True)
+    )
+
+
+def recall_table(grid: Grid, dataset: str, entries: list[Entry], key: str, caption: str) -> Table:
+    """Per method: the reproduced row (mean ± std over seeds, best per column in bold), the
+    reported row (the paper's number, — where it prints none) and Δ = ours − reported."""
+    columns = [Column("Method"), Column("Result"), Column("Arch"), Column("n", "r")]
+    columns += [Column(METRIC_NAMES[m], "r") for m in RECALLS] + [Column("Runs", latex=False)]
+    table = Table(key, caption, columns)
+    best = best_values(grid, dataset, [e.method for e in entries], RECALLS)
+    outliers = protocol_outliers(protocol_differences(grid))
+    mismatched, flagged = False, False
+    for entry in entries:
+        flag = " ⚠" if (entry.method, dataset) in outliers else ""
+        flagged = flagged or bool(flag)
+        summaries = [grid.summary(entry.method, dataset, m) for m in RECALLS]
+        ran = summaries[0].n > 0
+        ours_arch = architecture_code(grid.backbone(entry.method, dataset)) if ran else DASH
+        table.add(
+            f"`{entry.method}`{flag}",
+            "reproduced",
+            ours_arch,
+            grid.seed_count(entry.method, dataset),
+            *(measured_cell(grid, entry.method, dataset, m, best) for m in RECALLS),
+            run_links(grid, entry.method, dataset),
+            kind="reproduced" if ran else "reproduced missing",
+            group_start=True,
+        )
+        paper = entry.paper
+        if paper is None:
+            table.add(entry.label, "reported", DASH, "", *[DASH] * 4, "", kind="reported")
+            continue
+        arch = paper.arch
+        if ran and ours_arch != paper.arch:
+            arch, mismatched = f"{paper.arch}†", True
+        name = entry.label or paper.method
+        table.add(
+            name,
+            f"reported ({paper.source.removeprefix('CNENet ')})",
+            arch,
+            "",
+            *(number(v) for v in paper.recalls),
+            "",
+            kind="reported",
+        )
+        deltas = [
+            number(s.mean - v, sign=True) if s.n else DASH
+            for s, v in zip(summaries, paper.recalls, strict=True)
+        ]
+        table.add("", "Δ ours − reported", "", "", *deltas, "", kind="delta")
+    table.notes.append(
+        "Reproduced: mean ± std over seeds (n seeds; n = a/b when b were expected); best "
+        "reproduced value per column in bold. Reported: the published number (— where the paper "
+        "prints none). `not run`: no results file."
+    )
+    if flagged:
+        table.notes.append(
+            "⚠ ran under a protocol that differs from the other runs (see Fairness)."
+        )
+    if mismatched:
+        names = ", ".join(f"{code} = {name}" for code, name in ARCHITECTURES.items())
+        table.notes.append(f"† published with a different backbone than ours ({names}).")
+    return table
+
+
+def comparison_tables(grid: Grid) -> list[Table]:
+    tables = []
+    for dataset in grid.datasets:
+        methods = [
+            m for m in grid.methods if grid.expected_seeds(m, dataset) or len(grid.runs(m, dataset))
+        ]
+        entries = [Entry(m, grid.reference.comparison(m, dataset)) for m in methods]
+        caption = f"Recall@K (%) on {dataset}: reproduced versus reported"
+        tables.append(recall_table(grid, dataset, entries, f"comparison-{dataset}", caption))
+    return tables
+
+
+def ablation_datasets(grid: Grid) -> list[str]:
+    names = {m for m, _ in TABLE1 + TABLE3}
+    ran = [d for d in grid.datasets if any(len(grid.runs(m, d)) for m in names)]
+    return ran or ["cub"]
+
+
+def ablation_tables(grid: Grid) -> list[Table]:
+    """Analogues of CNENet Table 1 (components) and Table 3 (number of CARE maps l)."""
+    tables = []
+    for dataset in ablation_datasets(grid):
+        for name, rows, title in (
+            ("table1", TABLE1, "CNENet Table 1 analogue (components)"),
+            ("table3", TABLE3, "CNENet Table 3 analogue (number l of CARE maps)"),
+        ):
+            table_id = "T1" if name == "table1" else "T3"
+            entries = [
+                Entry(m, grid.reference.find(table_id, label, dataset), label) for m, label in rows
+            ]
+            caption = f"{title}, Recall@K (%) on {dataset}"
+            tables.append(
+                recall_table(grid, dataset, entries, f"ablation-{name}-{dataset}", caption)
+            )
+    return tables
+
+
+def secondary_tables(grid: Grid) -> list[Table]:
+    tables = []
+    metrics = ("map@r", "r_precision")
+    for dataset in grid.datasets:
+        methods = [
+            m for m in grid.methods if len(grid.runs(m, dataset)) or grid.expected_seeds(m, dataset)
+        ]
+        columns = [Column("Method"), Column("n", "r")] + [
+            Column(METRIC_NAMES[m], "r") for m in metrics
+        ]
+        table = Table(f"secondary-{dataset}", f"Secondary metrics (%) on {dataset}", columns)
+        best = best_values(grid, dataset, methods, metrics)
+        for method in methods:
+            kind = "" if len(grid.runs(method, dataset)) else "missing"
+            cells = [measured_cell(grid, method, dataset, m, best) for m in metrics]
+            table.add(f"`{method}`", grid.seed_count(method, dataset), *cells, kind=kind)
+        table.notes.append("Mean ± std over seeds; best per column in bold.")
+        tables.append(table)
+    return tables
+
+
+def duration(seconds: float) -> str:
+    if math.isnan(seconds):
+        return DASH
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
+
+
+def cost_tables(grid: Grid) -> list[Table]:
+    """Mean cost over seeds; parameters and descriptor size as recorded (a range if they vary)."""
+    tables = []
+    names = (
+        "Train time",
+        "Eval time",
+        "Images/s",
+        "Peak memory",
+        "Parameters",
+        "Descriptor",
+        "Device",
+    )
+    for dataset in grid.datasets:
+        columns = [Column("Method"), Column("n", "r")] + [Column(n, "r") for n in names[:-1]]
+        table = Table(f"cost-{dataset}", f"Cost on {dataset}", [*columns, Column("Device")])
+        for method in grid.methods:
+            runs = grid.runs(method, dataset)
+            if runs.empty:
+                continue
+
+            def mean(key: str, runs: pd.DataFrame = runs) -> float:
+                values = pd.to_numeric(runs[key], errors="coerce").dropna()
+                return float(values.mean()) if len(values) else math.nan
+
+            def exact(key: str, scale: float, digits: int, runs: pd.DataFrame = runs) -> str:
+                values = sorted({float(v) / scale for v in runs[key].dropna()})
+                texts = [f"{v:,.{digits}f}" for v in values]
+                return "–".join(dict.fromkeys([texts[0], texts[-1]])) if texts else DASH
+
+            memory = mean("peak_memory_mb")
+            table.add(
+                f"`{method}`",
+                str(len(runs)),
+                duration(mean("train_seconds")),
+                duration(mean("eval_seconds")),
+                number(mean("images_per_second"), 0),
+                DASH if math.isnan(memory) else f"{memory:,.0f} MiB",
+                exact("parameters", 1e6, 2) + " M",
+                exact("descriptor_dim", 1, 0),
+                "; ".join(sorted(set(runs["device"]))),
+            )
+        table.notes.append(
+            "Mean over seeds. Images/s: training throughput; peak memory: CUDA max allocated, or "
+            "the process's peak resident memory on CPU. Timings compare only on the same device."
+        )
+        tables.append(table)
+    return tables
+
+
+# ----- tidy CSV ------------------------------------------------------------------------------
+
+
+def tidy_frame(grid: Grid) -> pd.DataFrame:
+    """One row per method x dataset x metric: mean, std, n, ci95 (half-width), paper."""
+    rows = []
+    for dataset in grid.datasets:
+        for method in grid.methods:
+            seeds = grid.expected_seeds(method, dataset)
+            if not len(grid.runs(method, dataset)) and seeds is None:
+                continue
+            paper = grid.reference.comparison(method, dataset)
+            for metric in METRIC_NAMES:
+                s = grid.summary(method, dataset, metric)
+                published = (
+                    paper.recall(int(metric[7:])) if paper and metric in RECALLS else math.nan
+                )
+                rows.append(
+                    {
+                        "method": method,
+                        "dataset": dataset,
+                        "metric": metric,
+                        "mean": s.mean,
+                        "std": s.std,
+                        "n": s.n,
+                        "n_expected": len(seeds) if seeds is not None else s.n,
+                        "ci95": s.ci95,
+                        "paper": published,
+                        "difference": s.mean - published,
+                        "paper_source": paper.source if paper else "",
+                        "paper_arch": paper.arch if paper else "",
+                        "status": "reproduced" if s.n else MISSING,
+                    }
+                )
+    return pd.DataFrame(rows)

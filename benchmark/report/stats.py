@@ -1,0 +1,131 @@
+"""Statistics of the report: mean, std and Student-t 95% CIs over seeds; a paired bootstrap over
+per-query hits of two methods on the same test queries.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+DEFAULT_RESAMPLES = 10_000
+DEFAULT_BOOTSTRAP_SEED = 0
+
+SUMMARY_TEXT = (
+    "Mean ± sample standard deviation (n − 1 in the denominator) over seeds; n is the number of "
+    "seeds. 95% confidence interval of the mean: mean ± t(0.975, n − 1) · s / √n (Student t); "
+    "with n = 1 there is no spread estimate and the CI is shown as not available."
+)
+
+
+def paired_test_text(resamples: int, seed: int, k: int = 1) -> str:
+    first = (
+        "its nearest gallery image has"
+        if k == 1
+        else f"any of its first {k} retrieved gallery images has"
+    )
+    return (
+        f"Paired test against the baseline on the same test queries: for every query q, "
+        f"hit(q) = 1 when {first} the query's label "
+        f"(from each run's neighbors.npy and test_labels.npy); the hits of each method are "
+        f"averaged over its seeds, and d(q) = hit_method(q) − hit_baseline(q). "
+        f"Δ R@{k} = 100 · mean d (percentage points). Its 95% CI is the percentile interval of a "
+        f"bootstrap over queries ({resamples:,} resamples, random seed {seed}); the two-sided "
+        f"p-value is (1 + #{{|Δ* − Δ| ≥ |Δ|}}) / ({resamples:,} + 1), the bootstrap distribution "
+        f"shifted to the null hypothesis Δ = 0. No correction for multiple comparisons."
+    )
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Mean, sample std (NaN for n = 1) and the half-width of the 95% t-interval (NaN for n < 2)."""
+
+    mean: float
+    std: float
+    n: int
+    ci95: float
+
+    @property
+    def ci_low(self) -> float:
+        return self.mean - self.ci95
+
+    @property
+    def ci_high(self) -> float:
+        return self.mean + self.ci95
+
+
+def summarize(values: Sequence[float]) -> Summary:
+    array = np.asarray(values, dtype=np.float64)
+    n = int(array.size)
+    if n == 0:
+        return Summary(math.nan, math.nan, 0, math.nan)
+    mean = float(array.mean())
+    if n == 1:
+        return Summary(mean, math.nan, 1, math.nan)
+    std = float(array.std(ddof=1))
+    half = float(scipy_stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+    return Summary(mean, std, n, half)
+
+
+def hits_at_k(neighbors: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """(N,) bool: query i is a hit when any of its first k neighbours has its label.
+
+    neighbors: (N, K) int gallery indices per query (self excluded), labels: (N,).
+    """
+    neighbors, labels = np.asarray(neighbors), np.asarray(labels)
+    if neighbors.ndim != 2 or neighbors.shape[0] != labels.shape[0]:
+        raise ValueError(f"neighbors {neighbors.shape} do not match labels {labels.shape}")
+    if k > neighbors.shape[1]:
+        raise ValueError(f"k={k} but only {neighbors.shape[1]} neighbours were stored")
+    if neighbors.size and (neighbors.min() < 0 or neighbors.max() >= labels.shape[0]):
+        raise ValueError("neighbour indices fall outside the test set")
+    return (labels[neighbors[:, :k]] == labels[:, None]).any(axis=1)
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    """Difference of the mean hit rate (percentage points) with its bootstrap CI and p-value."""
+
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    queries: int
+    resamples: int
+
+
+def paired_bootstrap(
+    hits_method: np.ndarray,
+    hits_baseline: np.ndarray,
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_BOOTSTRAP_SEED,
+    chunk: int = 500,
+) -> PairedResult:
+    """Paired bootstrap over queries of mean(hits_method − hits_baseline), in percentage points.
+
+    hits_*: (N,) per-query hit rates in [0, 1] (bools, or means over seeds), same queries in the
+    same order. Resampling draws N query indices with replacement, the same for both methods.
+    """
+    a = np.asarray(hits_method, dtype=np.float64)
+    b = np.asarray(hits_baseline, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ValueError(
+            f"paired hits need two equal, non-empty 1-D arrays, got {a.shape}, {b.shape}"
+        )
+    differences = (a - b) * 100.0  # (N,) per-query differences, percentage points
+    observed = float(differences.mean())
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    for start in range(0, resamples, chunk):
+        stop = min(start + chunk, resamples)
+        index = rng.integers(0, differences.size, size=(stop - start, differences.size))
+        means[start:stop] = differences[index].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    # shifted to the null: how often a resample strays from Δ at least as far as Δ from 0
+    extreme = np.count_nonzero(np.abs(means - observed) >= abs(observed) - 1e-12)
+    p_value = (1 + extreme) / (resamples + 1)
+    return PairedResult(observed, float(low), float(high), float(p_value), a.size, resamples)

@@ -1,0 +1,443 @@
+"""One run: build the method, train under the protocol, evaluate on the test split, write results.
+
+``train(cfg)`` is the core; benchmark/run.py is its thin Hydra wrapper. A checkpoint is written
+atomically after every epoch and a killed run resumes from it to the same final metrics:
+every source of randomness is re-seeded from (seed, epoch) at the start of each epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+import methods  # noqa: F401  (registers every method)
+from benchmark.atomic import save_atomic_npy, write_atomic, write_atomic_text
+from benchmark.backbone import BackboneInfo, build_backbone
+from benchmark.config import method_kwargs, validate
+from benchmark.data.dataset import RetrievalImages
+from benchmark.data.manifest import file_sha256, read_manifest
+from benchmark.evaluate import retrieval_metrics
+from benchmark.param_groups import apply_frozen, parameter_groups
+from benchmark.provenance import provenance
+from benchmark.sampler import ClassBalancedBatchSampler
+from methods.registry import Method, build_method
+
+log = logging.getLogger("fgor")
+RESULTS_SCHEMA = 1
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN or infinite; the run stops and writes no results."""
+
+
+@dataclass
+class Run:
+    """Everything one run needs, built from a validated config."""
+
+    cfg: DictConfig
+    directory: Path
+    device: torch.device
+    method: Method
+    backbone: BackboneInfo
+    train_set: RetrievalImages
+    test_set: RetrievalImages
+    manifest_sha256: str
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("protocol.device=cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_datasets(cfg: DictConfig) -> tuple[RetrievalImages, RetrievalImages, str]:
+    root = Path(cfg.dataset.root)
+    manifest = root / "manifest.csv"
+    frame = read_manifest(manifest)
+    protocol = cfg.protocol
+
+    def subset(splits: list[str], train: bool) -> RetrievalImages:
+        rows = np.flatnonzero(frame["split"].isin(splits).to_numpy())
+        if len(rows) == 0:
+            raise ValueError(f"{manifest}: no images in split(s) {splits}")
+        return RetrievalImages(
+            frame, rows, root,
+            resize=protocol.image.resize, crop=protocol.image.crop, train=train,
+            hflip=protocol.image.hflip, seed=cfg.seed, use_cache=protocol.data.use_cache,
+            crop_to_bbox=protocol.data.crop_to_bbox, crop_bottom=cfg.dataset.crop_bottom,
+        )  # fmt: skip
+
+    train_set = subset(list(protocol.data.train_splits), train=True)
+    test_set = subset([protocol.data.eval_split], train=False)
+    return train_set, test_set, file_sha256(manifest)
+
+
+def build_run_method(cfg: DictConfig, num_classes: int) -> tuple[Method, BackboneInfo]:
+    """The method of a validated config, with the protocol's backbone injected."""
+    protocol = cfg.protocol
+    backbone, info = build_backbone(
+        protocol.backbone.name,
+        pretrained=protocol.backbone.pretrained,
+        weights_file=protocol.backbone.weights_file,
+        output_stride=protocol.backbone.output_stride,
+        mean=list(protocol.image.mean),
+        std=list(protocol.image.std),
+    )
+    method = build_method(
+        cfg.method.builder,
+        backbone=backbone,
+        feature_dim=info.feature_dim,
+        num_classes=num_classes,
+        **method_kwargs(cfg),
+    )
+    return method, info
+
+
+def prepare_run(cfg: DictConfig) -> Run:
+    cfg = validate(cfg)
+    device = select_device(cfg.protocol.device)
+    seed_everything(cfg.seed)
+    if cfg.protocol.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    train_set, test_set, manifest_hash = build_datasets(cfg)
+    method, info = build_run_method(cfg, train_set.num_classes)
+    method.model.to(device)
+    method.criterion.to(device)
+    if device.type == "cuda" and cfg.protocol.channels_last:
+        method.model.to(memory_format=torch.channels_last)
+    return Run(cfg, Path(cfg.run_dir), device, method, info, train_set, test_set, manifest_hash)
+
+
+def lr_factor(epoch: int, cfg: DictConfig) -> float:
+    """Learning-rate factor of an epoch (0-based): linear warm-up, then cosine or step decay."""
+    schedule, epochs = cfg.protocol.schedule, cfg.protocol.epochs
+    if epoch < schedule.warmup_epochs:
+        return 0.1 + 0.9 * epoch / schedule.warmup_epochs
+    if schedule.name == "cosine":
+        span = max(1, epochs - schedule.warmup_epochs)
+        return 0.5 * (1 + math.cos(math.pi * (epoch - schedule.warmup_epochs) / span))
+    return schedule.gamma ** (epoch // schedule.step_epochs)
+
+
+def make_optimizer(run: Run) -> tuple[torch.optim.Optimizer, list[dict[str, Any]]]:
+    opt = run.cfg.protocol.optimizer
+    groups, summary = parameter_groups(run.method, base_lr=opt.lr, weight_decay=opt.weight_decay)
+    if opt.name == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov)
+    elif opt.name == "adam":
+        optimizer = torch.optim.Adam(groups, lr=opt.lr, eps=opt.eps)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=opt.lr, eps=opt.eps)
+    for group in optimizer.param_groups:
+        group["base_lr"] = group["lr"]
+    return optimizer, summary
+
+
+def make_train_loader(run: Run, device: torch.device) -> DataLoader:
+    protocol = run.cfg.protocol
+    common = {
+        "num_workers": protocol.data.workers,
+        "pin_memory": device.type == "cuda",
+        "persistent_workers": protocol.data.workers > 0,
+    }
+    if run.method.sampler == "class_balanced":
+        per_class = protocol.batch_size // protocol.data.classes_per_batch
+        sampler = ClassBalancedBatchSampler(
+            run.train_set.labels.tolist(),
+            classes_per_batch=protocol.data.classes_per_batch,
+            images_per_class=per_class,
+            epoch_size=len(run.train_set),
+            seed=run.cfg.seed,
+        )
+        return DataLoader(run.train_set, batch_sampler=sampler, **common)
+    generator = torch.Generator().manual_seed(run.cfg.seed)
+    return DataLoader(
+        run.train_set, batch_size=protocol.batch_size, shuffle=True, drop_last=True,
+        generator=generator, **common,
+    )  # fmt: skip
+
+
+def to_device_images(images: torch.Tensor, run: Run) -> torch.Tensor:
+    images = images.to(run.device, non_blocking=True).float().div_(255)
+    if run.device.type == "cuda" and run.cfg.protocol.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images
+
+
+def autocast(run: Run) -> torch.autocast:
+    precision = run.cfg.protocol.precision
+    enabled = precision != "fp32" and run.device.type == "cuda"
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=run.device.type, dtype=dtype, enabled=enabled)
+
+
+def train_one_epoch(
+    run: Run,
+    epoch: int,
+    model: torch.nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+) -> dict[str, float]:
+    """One pass; returns the epoch's mean loss terms, lr, images/s and seconds."""
+    cfg = run.cfg
+    factor = lr_factor(epoch, cfg)
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * factor
+    apply_frozen(run.method, epoch)
+    torch.manual_seed(cfg.seed * 100_003 + epoch)  # model-side randomness (e.g. CNENet's warps)
+    run.train_set.set_epoch(epoch)
+    if hasattr(loader.batch_sampler, "set_epoch"):
+        loader.batch_sampler.set_epoch(epoch)
+    elif loader.generator is not None:
+        loader.generator.manual_seed(cfg.seed * 100_003 + epoch)
+    model.train()
+    run.method.criterion.train()
+    sums: dict[str, float] = {}
+    seen, steps, start = 0, 0, time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.protocol.epochs}", disable=not cfg.progress,
+               leave=False, dynamic_ncols=True)  # fmt: skip
+    for step, (images, labels) in enumerate(bar):
+        images, labels = to_device_images(images, run), labels.to(run.device, non_blocking=True)
+        with autocast(run):
+            output = model(images, labels)
+            terms = run.method.criterion(output, labels)
+        total = sum(terms.values())
+        values = {name: float(term.detach()) for name, term in terms.items()}
+        for name, value in values.items():
+            if not math.isfinite(value):
+                raise NonFiniteLossError(
+                    f"non-finite loss at epoch {epoch + 1}, step {step + 1}: "
+                    f"term {name!r} = {value} (all terms: {values}); no results written"
+                )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(total).backward()
+        if cfg.protocol.grad_clip_norm:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(
+                [p for g in optimizer.param_groups for p in g["params"]],
+                cfg.protocol.grad_clip_norm,
+            )
+        scaler.step(optimizer)
+        scaler.update()
+        for name, value in values.items():
+            sums[name] = sums.get(name, 0.0) + value
+        seen += len(labels)
+        steps += 1
+        elapsed = time.perf_counter() - start
+        bar.set_postfix(loss=f"{sum(values.values()):.3f}", img_s=f"{seen / elapsed:.0f}")
+    if steps == 0:
+        raise ValueError(
+            f"epoch {epoch + 1} had no batch: {len(run.train_set)} training images for batch size "
+            f"{cfg.protocol.batch_size}"
+        )
+    seconds = time.perf_counter() - start
+    row = {name: total / steps for name, total in sums.items()}
+    row["total"] = sum(row.values())
+    return {"epoch": epoch + 1, **row, "lr": cfg.protocol.optimizer.lr * factor,
+            "images_per_second": seen / seconds, "seconds": seconds}  # fmt: skip
+
+
+@torch.no_grad()
+def embed(run: Run, model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, D) float32 embeddings and (N,) labels of the test split, in manifest order."""
+    model.eval()
+    loader = DataLoader(
+        run.test_set, batch_size=run.cfg.protocol.eval_batch_size, shuffle=False,
+        num_workers=run.cfg.protocol.data.workers, pin_memory=run.device.type == "cuda",
+    )  # fmt: skip
+    chunks = []
+    for images, _ in loader:
+        with autocast(run):
+            chunks.append(model(to_device_images(images, run)).embedding.float().cpu())
+    return torch.cat(chunks), run.test_set.labels
+
+
+def checkpoint_state(
+    run: Run, optimizer, scaler, epoch: int, history: list, train_seconds: float, wall: float
+) -> dict[str, Any]:
+    return {
+        "epoch": epoch,
+        "model": run.method.model.state_dict(),
+        "criterion": run.method.criterion.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "history": history,
+        "train_seconds": train_seconds,
+        "wall_seconds": wall,
+        "config": OmegaConf.to_container(run.cfg),
+    }
+
+
+def comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a config that must match for a checkpoint to be resumed or evaluated."""
+    return {
+        k: v
+        for k, v in config.items()
+        if k not in ("resume", "progress", "stage", "save_embeddings")
+    }
+
+
+def load_checkpoint(run: Run, optimizer, scaler, *, required: bool = False) -> dict[str, Any]:
+    """Restore the last checkpoint of the run directory; a fresh start when there is none."""
+    path = run.directory / "checkpoint.pt"
+    if not path.is_file() or not (run.cfg.resume or required):
+        if required:
+            raise FileNotFoundError(f"{path} does not exist; run stage=train first")
+        return {"epoch": 0, "history": [], "train_seconds": 0.0, "wall_seconds": 0.0}
+    state = torch.load(path, map_location=run.device, weights_only=False)
+    if comparable(state["config"]) != comparable(OmegaConf.to_container(run.cfg)):
+        raise RuntimeError(
+            f"checkpoint {path} was written with a different config; delete it or run with "
+            "resume=false to start over"
+        )
+    run.method.model.load_state_dict(state["model"])
+    run.method.criterion.load_state_dict(state["criterion"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scaler is not None:
+        scaler.load_state_dict(state["scaler"])
+    log.info("loaded %s (epoch %d)", path, state["epoch"])
+    return state
+
+
+def write_history(path: Path, history: list[dict[str, float]]) -> None:
+    columns = list(dict.fromkeys(k for row in history for k in row))
+    lines = [",".join(columns)]
+    lines += [",".join(f"{row.get(c, '')}" for c in columns) for row in history]
+    write_atomic_text(path, "\n".join(lines) + "\n")
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+STAGES = ("all", "train", "evaluate")
+
+
+def train(cfg: DictConfig) -> dict[str, Any] | None:
+    """Train and/or evaluate one (method, dataset, seed) cell, as ``cfg.stage`` says.
+
+    Returns the results written (``None`` for ``stage=train``, which stops at the checkpoint).
+    """
+    if cfg.stage not in STAGES:
+        raise ValueError(f"stage={cfg.stage!r}; valid values: {', '.join(STAGES)}")
+    wall_start = time.perf_counter()
+    run = prepare_run(cfg)
+    run.directory.mkdir(parents=True, exist_ok=True)
+    log_name = "eval.log" if cfg.stage == "evaluate" else "train.log"
+    handler = logging.FileHandler(run.directory / log_name)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        if cfg.stage != "evaluate":
+            fit(run, wall_start)
+        if cfg.stage == "train":
+            return None
+        return evaluate_run(run, wall_start)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def fit(run: Run, wall_start: float) -> None:
+    """Train from scratch or from the last checkpoint up to the protocol's last epoch."""
+    cfg = run.cfg
+    for stale in ("results.json", "neighbors.npy", "test_labels.npy", "test_embeddings.npy"):
+        (run.directory / stale).unlink(missing_ok=True)
+    write_atomic_text(run.directory / "config.yaml", OmegaConf.to_yaml(cfg))
+    log.info("run %s: %s", run.directory, provenance(run.device, run.manifest_sha256)["command"])
+    optimizer, _ = make_optimizer(run)
+    scaler = torch.amp.GradScaler(
+        enabled=cfg.protocol.precision == "fp16" and run.device.type == "cuda"
+    )
+    state = load_checkpoint(run, optimizer, scaler)
+    start_epoch, history, train_seconds = state["epoch"], state["history"], state["train_seconds"]
+    model = torch.compile(run.method.model) if cfg.protocol.compile else run.method.model
+    loader = make_train_loader(run, run.device)
+    for epoch in range(start_epoch, cfg.protocol.epochs):
+        row = train_one_epoch(run, epoch, model, loader, optimizer, scaler)
+        history.append(row)
+        train_seconds += row["seconds"]
+        log.info("epoch %d: %s", epoch + 1, {k: round(v, 5) for k, v in row.items()})
+        wall = state["wall_seconds"] + time.perf_counter() - wall_start
+        checkpoint = checkpoint_state(
+            run, optimizer, scaler, epoch + 1, history, train_seconds, wall
+        )
+        write_atomic(run.directory / "checkpoint.pt", lambda tmp, c=checkpoint: torch.save(c, tmp))
+        write_history(run.directory / "history.csv", history)
+
+
+def evaluate_run(run: Run, wall_start: float) -> dict[str, Any]:
+    """Embed the test split with the last epoch's model; write metrics and results.json."""
+    cfg = run.cfg
+    optimizer, group_summary = make_optimizer(run)
+    state = load_checkpoint(run, optimizer, None, required=True)
+    if state["epoch"] != cfg.protocol.epochs:
+        raise RuntimeError(
+            f"{run.directory / 'checkpoint.pt'} holds epoch {state['epoch']} of "
+            f"{cfg.protocol.epochs}; train to the end first (stage=train)"
+        )
+    eval_start = time.perf_counter()
+    embeddings, labels = embed(run, run.method.model)
+    metrics, per_query = retrieval_metrics(embeddings, labels, return_per_query=True)
+    eval_seconds = time.perf_counter() - eval_start
+    save = {
+        "neighbors.npy": per_query["neighbors"].astype(np.int32),  # (N, 8) top-8, self excluded
+        "test_labels.npy": labels.numpy(),
+        # the first test images (whole classes in manifest order) for the report's 2-D map
+        "test_embeddings.npy": embeddings[: cfg.save_embeddings].numpy(),
+    }
+    for name, array in save.items():
+        save_atomic_npy(run.directory / name, array)
+    history, train_seconds = state["history"], state["train_seconds"]
+    images = sum(row["images_per_second"] * row["seconds"] for row in history)
+    results = {
+        "schema": RESULTS_SCHEMA,
+        "suite": cfg.suite_name,
+        "method": cfg.method.name,
+        "builder": cfg.method.builder,
+        "dataset": cfg.dataset.name,
+        "seed": cfg.seed,
+        "metrics": metrics,
+        "cost": {
+            "train_seconds": train_seconds,
+            "eval_seconds": eval_seconds,
+            "wall_seconds": state["wall_seconds"] + time.perf_counter() - wall_start,
+            "images_per_second": images / train_seconds if train_seconds else None,
+            "peak_memory_mb": peak_memory_mb(run.device),
+            "parameters": sum(p.numel() for p in run.method.model.parameters())
+            + sum(p.numel() for p in run.method.criterion.parameters()),
+            "descriptor_dim": int(embeddings.shape[1]),
+        },
+        "param_groups": group_summary,
+        "declared": run.method.declared,
+        "backbone_weights": run.backbone.weights,
+        "provenance": provenance(run.device, run.manifest_sha256),
+        "config": OmegaConf.to_container(cfg),
+    }
+    text = json.dumps(results, indent=2, default=str) + "\n"
+    write_atomic_text(run.directory / "results.json", text)
+    log.info("results: %s", {k: round(v, 2) for k, v in metrics.items()})
+    return results

@@ -1,0 +1,113 @@
+"""The method registry: a method is a builder registered by name.
+
+A builder takes keyword arguments only. Two kinds reach it:
+
+- runtime facts injected by benchmark/ (never written in YAML): ``backbone`` (an ``nn.Module``
+  mapping images (B, 3, H, W) to a feature map (B, C, h, w)), ``feature_dim`` (C) and
+  ``num_classes`` (training classes, labels are contiguous 0..num_classes-1);
+- the method-specific keys of ``configs/method/<name>.yaml`` (everything but ``name``).
+
+It returns a :class:`Method`. Unknown keys are an error (Python raises ``TypeError`` for an
+unexpected keyword; :func:`build_method` turns it into a message listing the accepted keys).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ModelOutput:
+    """What a model's forward returns.
+
+    embedding: (B, D) retrieval descriptor, not normalised (evaluation L2-normalises it).
+    logits: (B, num_classes) classifier scores, when the method has a classifier.
+    extras: anything else the criterion needs (CARE maps, the transformed branch, ...).
+    """
+
+    embedding: torch.Tensor
+    logits: torch.Tensor | None = None
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class Method:
+    """A built method.
+
+    model: ``model(images, labels=None) -> ModelOutput``; ``labels`` is given in training only,
+        for methods whose forward depends on it (most ignore it). In ``eval()`` mode the forward
+        must be the plain retrieval forward (no siamese branch, no augmentation).
+    criterion: ``criterion(output, labels) -> dict[str, Tensor]`` of named, already weighted
+        scalar loss terms; the training loop sums and logs each. It may hold parameters
+        (proxies); they are optimised with the model.
+    lr_multipliers: parameter-name prefix -> learning-rate multiplier. Names are those of
+        ``model.named_parameters()``, and ``criterion.<name>`` for the criterion's. The longest
+        matching prefix wins; unmatched parameters get 1.0.
+    frozen_epochs: parameter-name prefixes frozen during the first N epochs, as
+        ``{prefix: N}`` (e.g. ProxyNCA++ warm-up: ``{"backbone": 1}``).
+    declared: what the method changes beyond its own loss (pooling, normalisation, embedding
+        layer, sampler ...), copied into results.json so reports can show it.
+    sampler: ``None`` for plain shuffled batches, or ``"class_balanced"`` when the criterion
+        needs P x K batches (the protocol's ``classes_per_batch`` sets P).
+    """
+
+    model: nn.Module
+    criterion: nn.Module
+    lr_multipliers: dict[str, float] = field(default_factory=dict)
+    frozen_epochs: dict[str, int] = field(default_factory=dict)
+    declared: dict[str, object] = field(default_factory=dict)
+    sampler: str | None = None
+
+
+Builder = Callable[..., Method]
+RUNTIME_KEYS = ("backbone", "feature_dim", "num_classes")
+
+_REGISTRY: dict[str, Builder] = {}
+
+
+def register_method(name: str) -> Callable[[Builder], Builder]:
+    """Decorator: ``@register_method("baseline")`` on a builder function."""
+
+    def decorate(builder: Builder) -> Builder:
+        if name in _REGISTRY:
+            raise ValueError(f"method {name!r} is registered twice")
+        _REGISTRY[name] = builder
+        return builder
+
+    return decorate
+
+
+def available_methods() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def method_arguments(name: str) -> list[str]:
+    """The method-specific keyword arguments a builder accepts (runtime keys excluded)."""
+    builder = get_builder(name)
+    return [p for p in inspect.signature(builder).parameters if p not in RUNTIME_KEYS]
+
+
+def get_builder(name: str) -> Builder:
+    if name not in _REGISTRY:
+        raise KeyError(
+            f"unknown method {name!r}; registered methods: {', '.join(available_methods())}"
+        )
+    return _REGISTRY[name]
+
+
+def build_method(name: str, **kwargs: object) -> Method:
+    """Build a registered method; unknown keyword arguments fail loudly, naming the valid ones."""
+    builder = get_builder(name)
+    accepted = set(inspect.signature(builder).parameters)
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise TypeError(
+            f"method {name!r} got unknown argument(s) {unknown}; "
+            f"it accepts: {', '.join(method_arguments(name))}"
+        )
+    return builder(**kwargs)

@@ -1,0 +1,133 @@
+"""The HTML report renders offline in headless Chromium: its tables and every image show."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageStat
+
+from benchmark.report import write_report
+from tests.test_report import write_reference, write_run
+
+CHROMIUM = next(
+    (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),
+    None,
+)
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)"
+)
+
+# appended to a copy of the page: after load, record what rendered in a data attribute
+CHECK_SCRIPT = """<script>
+window.addEventListener("load", () => {
+  const images = Array.from(document.images);
+  document.body.dataset.check = JSON.stringify({
+    tables: document.querySelectorAll("table").length,
+    rows: document.querySelectorAll("tbody tr").length,
+    images: images.length,
+    loaded: images.filter(i => i.complete && i.naturalWidth > 0).length,
+    width: document.querySelector("table").getBoundingClientRect().width,
+  });
+});
+</script>"""
+
+
+def chromium(tmp_path: Path, *arguments: str) -> subprocess.CompletedProcess:
+    profile = tmp_path / f"profile{len(list(tmp_path.glob('profile*')))}"
+    profile.mkdir()
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        *arguments,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=90, check=False)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp_path = tmp_path_factory.mktemp("html")
+    runs = tmp_path / "runs" / "fake"
+    labels = np.repeat(np.arange(6), 5)
+    rng = np.random.default_rng(0)
+    for method, rate in (("baseline", 0.5), ("cnenet", 0.8), ("proxynca_pp", 0.7)):
+        for seed in (1, 2):
+            hits = rng.random(len(labels)) < rate
+            embeddings = rng.normal(size=(len(labels), 6)) + 3 * np.eye(6)[labels]
+            r1 = 100 * hits.mean()
+            write_run(
+                runs,
+                method,
+                "cub",
+                seed,
+                (r1, r1 + 5, r1 + 9, r1 + 12),
+                hits=hits,
+                labels=labels,
+                embeddings=embeddings,
+            )
+    out = tmp_path / "reports"
+    write_report(runs, out, write_reference(tmp_path), resamples=200)
+    return out
+
+
+def test_page_is_self_contained(report: Path) -> None:
+    page = (report / "index.html").read_text()
+    assert "<script" not in page and "<link" not in page
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page), "a network reference"
+    assert page.count('src="data:image/png;base64,') == len(
+        list((report / "figures").glob("*.png"))
+    )
+
+
+def test_tables_and_images_render_in_chromium(report: Path, tmp_path: Path) -> None:
+    checked = tmp_path / "check.html"
+    checked.write_text(
+        (report / "index.html").read_text().replace("</body>", CHECK_SCRIPT + "</body>")
+    )
+    done = chromium(
+        tmp_path,
+        "--run-all-compositor-stages-before-draw",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        checked.as_uri(),
+    )
+    match = re.search(r'data-check="([^"]+)"', done.stdout)
+    assert match, f"no render check in the DOM; chromium said: {done.stderr[-2000:]}"
+    state = json.loads(match.group(1).replace("&quot;", '"'))
+    assert state["tables"] >= 8 and state["rows"] >= 30
+    figures = len(list((report / "figures").glob("*.png")))  # curves, bars, losses, 2-D map
+    assert figures >= 4 and state["images"] == figures and state["loaded"] == figures, state
+    assert state["width"] > 300
+
+
+def test_screenshot_is_not_blank(report: Path, tmp_path: Path) -> None:
+    screenshot = tmp_path / "report.png"
+    done = chromium(
+        tmp_path,
+        f"--screenshot={screenshot}",
+        "--window-size=1280,2000",
+        (report / "index.html").as_uri(),
+    )
+    assert screenshot.is_file(), done.stderr[-2000:]
+    with Image.open(screenshot) as image:
+        gray = image.convert("L")
+        assert gray.size == (1280, 2000)
+        assert ImageStat.Stat(gray).stddev[0] > 20  # text and table rules, not a blank page
+        top, bottom = gray.crop((0, 0, 1280, 1000)), gray.crop((0, 1000, 1280, 2000))
+        assert (
+            min(top.getextrema()) < 60 and min(bottom.getextrema()) < 60
+        )  # dark text in both halves
