@@ -190,6 +190,43 @@ def autocast(run: Run) -> torch.autocast:
     return torch.autocast(device_type=run.device.type, dtype=dtype, enabled=enabled)
 
 
+def train_step(
+    run: Run,
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    where: tuple[int, int],
+) -> dict[str, float]:
+    """One optimiser step on a uint8 batch; returns each loss term's value.
+
+    ``where`` = (epoch, step), 0-based, named in the error when a term is not finite.
+    """
+    images, labels = to_device_images(images, run), labels.to(run.device, non_blocking=True)
+    with autocast(run):
+        output = model(images, labels)
+        terms = run.method.criterion(output, labels)
+    total = sum(terms.values())
+    values = {name: float(term.detach()) for name, term in terms.items()}
+    for name, value in values.items():
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"non-finite loss at epoch {where[0] + 1}, step {where[1] + 1}: "
+                f"term {name!r} = {value} (all terms: {values}); no results written"
+            )
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(total).backward()
+    clip = run.cfg.protocol.grad_clip_norm
+    if clip:
+        scaler.unscale_(optimizer)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return values
+
+
 def train_one_epoch(
     run: Run,
     epoch: int,
@@ -213,34 +250,16 @@ def train_one_epoch(
     model.train()
     run.method.criterion.train()
     sums: dict[str, float] = {}
+    stats: dict[str, float] = {}  # e.g. mean positive/negative distances (collapse check)
     seen, steps, start = 0, 0, time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.protocol.epochs}", disable=not cfg.progress,
                leave=False, dynamic_ncols=True)  # fmt: skip
     for step, (images, labels) in enumerate(bar):
-        images, labels = to_device_images(images, run), labels.to(run.device, non_blocking=True)
-        with autocast(run):
-            output = model(images, labels)
-            terms = run.method.criterion(output, labels)
-        total = sum(terms.values())
-        values = {name: float(term.detach()) for name, term in terms.items()}
-        for name, value in values.items():
-            if not math.isfinite(value):
-                raise NonFiniteLossError(
-                    f"non-finite loss at epoch {epoch + 1}, step {step + 1}: "
-                    f"term {name!r} = {value} (all terms: {values}); no results written"
-                )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(total).backward()
-        if cfg.protocol.grad_clip_norm:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(
-                [p for g in optimizer.param_groups for p in g["params"]],
-                cfg.protocol.grad_clip_norm,
-            )
-        scaler.step(optimizer)
-        scaler.update()
+        values = train_step(run, model, images, labels, optimizer, scaler, (epoch, step))
         for name, value in values.items():
             sums[name] = sums.get(name, 0.0) + value
+        for name, value in getattr(run.method.criterion, "last_stats", {}).items():
+            stats[name] = stats.get(name, 0.0) + float(value)
         seen += len(labels)
         steps += 1
         elapsed = time.perf_counter() - start
@@ -253,6 +272,7 @@ def train_one_epoch(
     seconds = time.perf_counter() - start
     row = {name: total / steps for name, total in sums.items()}
     row["total"] = sum(row.values())
+    row.update({f"stat_{name}": total / steps for name, total in stats.items()})
     return {"epoch": epoch + 1, **row, "lr": cfg.protocol.optimizer.lr * factor,
             "images_per_second": seen / seconds, "seconds": seconds}  # fmt: skip
 

@@ -41,7 +41,9 @@ def test_method_trains_one_step(method: str, batch) -> None:
     terms = built.criterion(output, labels)
     assert terms, "a criterion returns at least one loss term"
     for name, term in terms.items():
-        assert term.ndim == 0 and math.isfinite(float(term.detach())), f"{method}: loss {name} = {term}"
+        assert term.ndim == 0 and math.isfinite(float(term.detach())), (
+            f"{method}: loss {name} = {term}"
+        )
     sum(terms.values()).backward()
     params = [
         *built.model.named_parameters(),

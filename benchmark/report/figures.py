@@ -171,7 +171,11 @@ def training_curves(grid: Grid, dataset: str) -> FigureItem:
         ):
             history = read_history(run_dir)
             if history is not None:
-                terms = [c for c in history.columns if c not in NOT_LOSS_COLUMNS]
+                terms = [
+                    c
+                    for c in history.columns
+                    if c not in NOT_LOSS_COLUMNS and not c.startswith("stat_")
+                ]
                 long = history.melt(
                     id_vars="epoch", value_vars=terms, var_name="term", value_name="loss"
                 )
