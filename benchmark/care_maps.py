@@ -10,6 +10,7 @@ columns: the image, then each CARE map M_k over it, then each refined map E_k. W
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 
 import matplotlib
@@ -31,7 +32,23 @@ def pick_images(labels: torch.Tensor, classes: int, per_class: int) -> list[int]
     return chosen
 
 
+def has_care_maps(run_dir: Path) -> bool:
+    """Whether the run's method is a CNENet variant (its model exposes nuance_maps)."""
+    cfg = OmegaConf.load(Path(run_dir) / "config.yaml")
+    return cfg.method.builder in ("cnenet", "cnenet_triplet")
+
+
 def render_care_maps(run_dir: Path, *, classes: int = 2, per_class: int = 2) -> Path:
+    """Write <run_dir>/care_maps.png."""
+    out = Path(run_dir) / "care_maps.png"
+    png = care_map_png(run_dir, classes=classes, per_class=per_class)
+    write_atomic(out, lambda tmp: tmp.write_bytes(png))
+    return out
+
+
+def care_map_png(run_dir: Path, *, classes: int = 2, per_class: int = 2) -> bytes:
+    """The figure as PNG bytes (the report embeds it without writing into the run)."""
+    run_dir = Path(run_dir)
     cfg = OmegaConf.load(run_dir / "config.yaml")
     train_set, test_set, _ = build_datasets(cfg)
     method, _ = build_run_method(cfg, train_set.num_classes)
@@ -66,10 +83,10 @@ def render_care_maps(run_dir: Path, *, classes: int = 2, per_class: int = 2) -> 
                 axis.set_ylabel(f"class {label}", fontsize=8)
     figure.suptitle(f"{cfg.method.name}: CARE maps M and refined maps E (test images)", fontsize=10)
     figure.tight_layout()
-    out = run_dir / "care_maps.png"
-    write_atomic(out, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
     plt.close(figure)
-    return out
+    return buffer.getvalue()
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.care_maps import care_map_png, has_care_maps
 from benchmark.report import figures
 from benchmark.report.figures import EMBEDDING_METHODS, FigureItem
 from benchmark.report.grid import Grid
@@ -90,23 +91,28 @@ def embedding_figure(grid: Grid, dataset: str) -> FigureItem:
 
 
 def care_map_figures(grid: Grid) -> list[FigureItem]:
-    """CARE-map grids rendered by the runs (<run_dir>/care_maps.png), one per method x dataset."""
+    """CARE-map grids (CNENet Figure 3), one per CNENet variant x dataset, from the first seed's
+    checkpoint (or a <run_dir>/care_maps.png the run already rendered)."""
     items = []
     for (method, dataset), runs in grid.results.groupby(["method", "dataset"], sort=True):
-        for seed, run_dir in sorted(zip(runs["seed"], runs["run_dir"], strict=True)):
-            path = Path(run_dir) / "care_maps.png"
-            if path.is_file():
-                title = f"CARE maps: {method} on {dataset}, seed {seed}"
-                caption = f"Rendered by the run: {grid.link(path)}."
-                items.append(
-                    FigureItem(
-                        f"care_maps_{method}_{dataset}_seed{seed}.png",
-                        title,
-                        caption,
-                        path.read_bytes(),
-                    )
-                )
-                break
+        seed, run_dir = sorted(zip(runs["seed"], runs["run_dir"], strict=True))[0]
+        run_dir = Path(run_dir)
+        rendered = run_dir / "care_maps.png"
+        config = run_dir / "config.yaml"
+        if not rendered.is_file() and not (config.is_file() and has_care_maps(run_dir)):
+            continue
+        name = f"care_maps_{method}_{dataset}_seed{seed}.png"
+        title = f"CARE maps M and refined maps E: {method} on {dataset}, seed {seed}"
+        caption = (
+            f"Test images of two classes (rows); columns: image, M_1..M_l, E_1..E_l, from "
+            f"{grid.link(run_dir / 'checkpoint.pt')} (python -m benchmark.care_maps <run dir>)."
+        )
+        try:
+            png = rendered.read_bytes() if rendered.is_file() else care_map_png(run_dir)
+        except (OSError, ValueError) as error:
+            items.append(FigureItem(name, title, caption, note=f"not rendered: {error}"))
+            continue
+        items.append(FigureItem(name, title, caption, png))
     return items
 
 
