@@ -45,6 +45,8 @@ class DataConfig:
     use_cache: bool = True
     crop_to_bbox: bool = False
     workers: int = 4
+    pin_memory: bool = True
+    prefetch_factor: int = 4
     classes_per_batch: int = 8
 
 
@@ -81,6 +83,7 @@ class ProtocolConfig:
     precision: str = "fp32"
     channels_last: bool = True
     compile: bool = False
+    sync_batchnorm: bool = True
     grad_clip_norm: float | None = None
     device: str = "auto"
     deterministic: bool = True

@@ -58,8 +58,18 @@ def device_name(device: torch.device) -> str:
     return f"cpu: {cpu} ({torch.get_num_threads()} threads)"
 
 
+_COMMAND: list[str] | None = None
+
+
+def set_command(argv: list[str]) -> None:
+    """The command that reproduces this run (benchmark/run.py sets it from Hydra's overrides,
+    so a job started by a launcher records its own single-run command, not the launcher's)."""
+    global _COMMAND
+    _COMMAND = list(argv)
+
+
 def command_line() -> str:
-    return shlex.join(["python", *sys.argv])
+    return shlex.join(_COMMAND if _COMMAND is not None else ["python", *sys.argv])
 
 
 def provenance(device: torch.device, manifest_sha256: str) -> dict[str, object]:

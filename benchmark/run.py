@@ -10,15 +10,18 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
+from benchmark.provenance import set_command
 from benchmark.train import train
 
 
 @hydra.main(config_path="../configs", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    set_command(["python", "benchmark/run.py", *HydraConfig.get().overrides.task])
     train(cfg)
 
 

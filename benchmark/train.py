@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 import methods  # noqa: F401  (registers every method)
@@ -28,6 +29,18 @@ from benchmark.backbone import BackboneInfo, build_backbone
 from benchmark.config import method_kwargs, validate
 from benchmark.data.dataset import RetrievalImages
 from benchmark.data.manifest import file_sha256, read_manifest
+from benchmark.distributed import (
+    Objective,
+    ShardedBatchSampler,
+    ShuffledBatchSampler,
+    World,
+    barrier,
+    close_world,
+    gather_embeddings,
+    init_world,
+    local_batch_size,
+    shard_range,
+)
 from benchmark.evaluate import retrieval_metrics
 from benchmark.param_groups import apply_frozen, parameter_groups
 from benchmark.provenance import provenance
@@ -54,13 +67,21 @@ class Run:
     train_set: RetrievalImages
     test_set: RetrievalImages
     manifest_sha256: str
+    world: World
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
 
 
-def select_device(name: str) -> torch.device:
+def select_device(name: str, world: World | None = None) -> torch.device:
+    """The run's device; under torchrun each process takes the GPU of its local rank."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("protocol.device=cuda but no CUDA device is available")
+    if name == "cuda":
+        return torch.device("cuda", world.local_rank if world else 0)
     return torch.device(name)
 
 
@@ -112,19 +133,45 @@ def build_run_method(cfg: DictConfig, num_classes: int) -> tuple[Method, Backbon
     return method, info
 
 
-def prepare_run(cfg: DictConfig) -> Run:
+def prepare_run(cfg: DictConfig, world: World | None = None) -> Run:
     cfg = validate(cfg)
-    device = select_device(cfg.protocol.device)
+    world = world or World()
+    device = select_device(cfg.protocol.device, world)
     seed_everything(cfg.seed)
     if cfg.protocol.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     train_set, test_set, manifest_hash = build_datasets(cfg)
     method, info = build_run_method(cfg, train_set.num_classes)
+    if world.distributed and device.type == "cuda" and cfg.protocol.sync_batchnorm:
+        method.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method.model)
     method.model.to(device)
     method.criterion.to(device)
     if device.type == "cuda" and cfg.protocol.channels_last:
         method.model.to(memory_format=torch.channels_last)
-    return Run(cfg, Path(cfg.run_dir), device, method, info, train_set, test_set, manifest_hash)
+    return Run(
+        cfg, Path(cfg.run_dir), device, method, info, train_set, test_set, manifest_hash, world
+    )
+
+
+def runtime_settings(run: Run) -> dict[str, Any]:
+    """The speed settings in effect (a setting the device cannot use is recorded as off)."""
+    protocol, cuda = run.cfg.protocol, run.cuda
+    return {
+        "device": str(run.device),
+        "world_size": run.world.size,
+        "backend": run.world.backend,
+        "batch_per_process": local_batch_size(protocol.batch_size, run.world),
+        "precision": protocol.precision if cuda else "fp32",
+        "channels_last": bool(protocol.channels_last and cuda),
+        "compile": bool(protocol.compile),
+        "sync_batchnorm": bool(protocol.sync_batchnorm and cuda and run.world.distributed),
+        "workers": protocol.data.workers,
+        "pin_memory": bool(protocol.data.pin_memory and cuda),
+        "prefetch_factor": protocol.data.prefetch_factor if protocol.data.workers > 0 else None,
+        "image_cache": bool(protocol.data.use_cache),
+        "deterministic": bool(protocol.deterministic),
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def lr_factor(epoch: int, cfg: DictConfig) -> float:
@@ -152,28 +199,32 @@ def make_optimizer(run: Run) -> tuple[torch.optim.Optimizer, list[dict[str, Any]
     return optimizer, summary
 
 
-def make_train_loader(run: Run, device: torch.device) -> DataLoader:
+def loader_options(run: Run) -> dict[str, Any]:
+    data = run.cfg.protocol.data
+    options: dict[str, Any] = {"num_workers": data.workers}
+    options["pin_memory"] = bool(data.pin_memory and run.cuda)
+    if data.workers > 0:
+        options.update(persistent_workers=True, prefetch_factor=data.prefetch_factor)
+    return options
+
+
+def make_train_loader(run: Run) -> DataLoader:
+    """Global batches of ``protocol.batch_size`` (P x K or shuffled), this rank's slice of each."""
     protocol = run.cfg.protocol
-    common = {
-        "num_workers": protocol.data.workers,
-        "pin_memory": device.type == "cuda",
-        "persistent_workers": protocol.data.workers > 0,
-    }
+    local_batch_size(protocol.batch_size, run.world)  # checks divisibility
     if run.method.sampler == "class_balanced":
         per_class = protocol.batch_size // protocol.data.classes_per_batch
-        sampler = ClassBalancedBatchSampler(
+        batches: Any = ClassBalancedBatchSampler(
             run.train_set.labels.tolist(),
             classes_per_batch=protocol.data.classes_per_batch,
             images_per_class=per_class,
             epoch_size=len(run.train_set),
             seed=run.cfg.seed,
         )
-        return DataLoader(run.train_set, batch_sampler=sampler, **common)
-    generator = torch.Generator().manual_seed(run.cfg.seed)
-    return DataLoader(
-        run.train_set, batch_size=protocol.batch_size, shuffle=True, drop_last=True,
-        generator=generator, **common,
-    )  # fmt: skip
+    else:
+        batches = ShuffledBatchSampler(len(run.train_set), protocol.batch_size, run.cfg.seed)
+    sampler = ShardedBatchSampler(batches, run.world) if run.world.distributed else batches
+    return DataLoader(run.train_set, batch_sampler=sampler, **loader_options(run))
 
 
 def to_device_images(images: torch.Tensor, run: Run) -> torch.Tensor:
@@ -192,7 +243,7 @@ def autocast(run: Run) -> torch.autocast:
 
 def train_step(
     run: Run,
-    model: torch.nn.Module,
+    objective: torch.nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
     optimizer: torch.optim.Optimizer,
@@ -201,12 +252,12 @@ def train_step(
 ) -> dict[str, float]:
     """One optimiser step on a uint8 batch; returns each loss term's value.
 
-    ``where`` = (epoch, step), 0-based, named in the error when a term is not finite.
+    ``objective(images, labels) -> {term: loss}`` is an :class:`Objective` (DDP-wrapped under
+    torchrun). ``where`` = (epoch, step), 0-based, named in the error when a term is not finite.
     """
     images, labels = to_device_images(images, run), labels.to(run.device, non_blocking=True)
     with autocast(run):
-        output = model(images, labels)
-        terms = run.method.criterion(output, labels)
+        terms = objective(images, labels)
     total = sum(terms.values())
     values = {name: float(term.detach()) for name, term in terms.items()}
     for name, value in values.items():
@@ -230,7 +281,7 @@ def train_step(
 def train_one_epoch(
     run: Run,
     epoch: int,
-    model: torch.nn.Module,
+    objective: torch.nn.Module,
     loader: DataLoader,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
@@ -241,26 +292,24 @@ def train_one_epoch(
     for group in optimizer.param_groups:
         group["lr"] = group["base_lr"] * factor
     apply_frozen(run.method, epoch)
-    torch.manual_seed(cfg.seed * 100_003 + epoch)  # model-side randomness (e.g. CNENet's warps)
+    # model-side randomness (e.g. CNENet's warps); each rank draws its own
+    torch.manual_seed(cfg.seed * 100_003 + epoch + run.world.rank * 10**12)
     run.train_set.set_epoch(epoch)
-    if hasattr(loader.batch_sampler, "set_epoch"):
-        loader.batch_sampler.set_epoch(epoch)
-    elif loader.generator is not None:
-        loader.generator.manual_seed(cfg.seed * 100_003 + epoch)
-    model.train()
-    run.method.criterion.train()
+    loader.batch_sampler.set_epoch(epoch)
+    objective.train()
     sums: dict[str, float] = {}
     stats: dict[str, float] = {}  # e.g. mean positive/negative distances (collapse check)
     seen, steps, start = 0, 0, time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.protocol.epochs}", disable=not cfg.progress,
+    show = cfg.progress and run.world.main
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.protocol.epochs}", disable=not show,
                leave=False, dynamic_ncols=True)  # fmt: skip
     for step, (images, labels) in enumerate(bar):
-        values = train_step(run, model, images, labels, optimizer, scaler, (epoch, step))
+        values = train_step(run, objective, images, labels, optimizer, scaler, (epoch, step))
         for name, value in values.items():
             sums[name] = sums.get(name, 0.0) + value
         for name, value in getattr(run.method.criterion, "last_stats", {}).items():
             stats[name] = stats.get(name, 0.0) + float(value)
-        seen += len(labels)
+        seen += len(labels) * run.world.size  # images of the global batch
         steps += 1
         elapsed = time.perf_counter() - start
         bar.set_postfix(loss=f"{sum(values.values()):.3f}", img_s=f"{seen / elapsed:.0f}")
@@ -279,17 +328,23 @@ def train_one_epoch(
 
 @torch.no_grad()
 def embed(run: Run, model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, D) float32 embeddings and (N,) labels of the test split, in manifest order."""
+    """(N, D) float32 embeddings and (N,) labels of the test split, in manifest order.
+
+    Under torchrun rank r embeds images r, r + N, r + 2N, ...; one all-gather assembles them.
+    """
     model.eval()
+    total = len(run.test_set)
+    shard = shard_range(total, run.world)
+    dataset = Subset(run.test_set, shard) if run.world.distributed else run.test_set
     loader = DataLoader(
-        run.test_set, batch_size=run.cfg.protocol.eval_batch_size, shuffle=False,
-        num_workers=run.cfg.protocol.data.workers, pin_memory=run.device.type == "cuda",
+        dataset, batch_size=run.cfg.protocol.eval_batch_size, shuffle=False,
+        **{k: v for k, v in loader_options(run).items() if k != "persistent_workers"},
     )  # fmt: skip
     chunks = []
     for images, _ in loader:
         with autocast(run):
             chunks.append(model(to_device_images(images, run)).embedding.float().cpu())
-    return torch.cat(chunks), run.test_set.labels
+    return gather_embeddings(torch.cat(chunks), total, run.world), run.test_set.labels
 
 
 def checkpoint_state(
@@ -358,58 +413,90 @@ STAGES = ("all", "train", "evaluate")
 def train(cfg: DictConfig) -> dict[str, Any] | None:
     """Train and/or evaluate one (method, dataset, seed) cell, as ``cfg.stage`` says.
 
-    Returns the results written (``None`` for ``stage=train``, which stops at the checkpoint).
+    Returns the results written (``None`` for ``stage=train``, which stops at the checkpoint,
+    and on every rank but 0 under torchrun: only rank 0 writes files).
     """
     if cfg.stage not in STAGES:
         raise ValueError(f"stage={cfg.stage!r}; valid values: {', '.join(STAGES)}")
     wall_start = time.perf_counter()
-    run = prepare_run(cfg)
-    run.directory.mkdir(parents=True, exist_ok=True)
-    log_name = "eval.log" if cfg.stage == "evaluate" else "train.log"
-    handler = logging.FileHandler(run.directory / log_name)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
+    world = init_world(str(OmegaConf.select(cfg, "protocol.device", default="auto")))
     try:
-        if cfg.stage != "evaluate":
+        run = prepare_run(cfg, world)
+        return _train_and_evaluate(run, wall_start)
+    finally:
+        close_world(world)
+
+
+def _train_and_evaluate(run: Run, wall_start: float) -> dict[str, Any] | None:
+    stage = run.cfg.stage
+    handler: logging.Handler | None = None
+    if run.world.main:
+        run.directory.mkdir(parents=True, exist_ok=True)
+        name = "eval.log" if stage == "evaluate" else "train.log"
+        handler = logging.FileHandler(run.directory / name)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO if run.world.main else logging.WARNING)
+    try:
+        if stage != "evaluate":
             fit(run, wall_start)
-        if cfg.stage == "train":
+        if stage == "train":
             return None
         return evaluate_run(run, wall_start)
     finally:
-        log.removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
+
+
+def make_objective(run: Run) -> torch.nn.Module:
+    """Model + criterion as one module; compiled and/or DDP-wrapped as the protocol says."""
+    model = torch.compile(run.method.model) if run.cfg.protocol.compile else run.method.model
+    objective = Objective(model, run.method.criterion, run.world)
+    if not run.world.distributed:
+        return objective
+    return DistributedDataParallel(
+        objective,
+        device_ids=[run.device.index] if run.cuda else None,
+        # warm-up freezing, and backbone parts a method does not use (timm heads), leave
+        # parameters without gradients; DDP must not wait for them
+        find_unused_parameters=True,
+    )
 
 
 def fit(run: Run, wall_start: float) -> None:
     """Train from scratch or from the last checkpoint up to the protocol's last epoch."""
     cfg = run.cfg
-    for stale in ("results.json", "neighbors.npy", "test_labels.npy", "test_embeddings.npy"):
-        (run.directory / stale).unlink(missing_ok=True)
-    write_atomic_text(run.directory / "config.yaml", OmegaConf.to_yaml(cfg))
+    if run.world.main:
+        for stale in ("results.json", "neighbors.npy", "test_labels.npy", "test_embeddings.npy"):
+            (run.directory / stale).unlink(missing_ok=True)
+        write_atomic_text(run.directory / "config.yaml", OmegaConf.to_yaml(cfg))
     log.info("run %s: %s", run.directory, provenance(run.device, run.manifest_sha256)["command"])
+    log.info("runtime: %s", runtime_settings(run))
     optimizer, _ = make_optimizer(run)
-    scaler = torch.amp.GradScaler(
-        enabled=cfg.protocol.precision == "fp16" and run.device.type == "cuda"
-    )
+    scaler = torch.amp.GradScaler(enabled=cfg.protocol.precision == "fp16" and run.cuda)
     state = load_checkpoint(run, optimizer, scaler)
     start_epoch, history, train_seconds = state["epoch"], state["history"], state["train_seconds"]
-    model = torch.compile(run.method.model) if cfg.protocol.compile else run.method.model
-    loader = make_train_loader(run, run.device)
+    objective = make_objective(run)
+    loader = make_train_loader(run)
     for epoch in range(start_epoch, cfg.protocol.epochs):
-        row = train_one_epoch(run, epoch, model, loader, optimizer, scaler)
+        row = train_one_epoch(run, epoch, objective, loader, optimizer, scaler)
         history.append(row)
         train_seconds += row["seconds"]
         log.info("epoch %d: %s", epoch + 1, {k: round(v, 5) for k, v in row.items()})
-        wall = state["wall_seconds"] + time.perf_counter() - wall_start
-        checkpoint = checkpoint_state(
-            run, optimizer, scaler, epoch + 1, history, train_seconds, wall
-        )
-        write_atomic(run.directory / "checkpoint.pt", lambda tmp, c=checkpoint: torch.save(c, tmp))
-        write_history(run.directory / "history.csv", history)
+        if run.world.main:
+            wall = state["wall_seconds"] + time.perf_counter() - wall_start
+            checkpoint = checkpoint_state(
+                run, optimizer, scaler, epoch + 1, history, train_seconds, wall
+            )
+            write_atomic(
+                run.directory / "checkpoint.pt", lambda tmp, c=checkpoint: torch.save(c, tmp)
+            )
+            write_history(run.directory / "history.csv", history)
+        barrier(run.world)  # the checkpoint exists before any rank goes on
 
 
-def evaluate_run(run: Run, wall_start: float) -> dict[str, Any]:
+def evaluate_run(run: Run, wall_start: float) -> dict[str, Any] | None:
     """Embed the test split with the last epoch's model; write metrics and results.json."""
     cfg = run.cfg
     optimizer, group_summary = make_optimizer(run)
@@ -421,6 +508,8 @@ def evaluate_run(run: Run, wall_start: float) -> dict[str, Any]:
         )
     eval_start = time.perf_counter()
     embeddings, labels = embed(run, run.method.model)
+    if not run.world.main:
+        return None
     metrics, per_query = retrieval_metrics(embeddings, labels, return_per_query=True)
     eval_seconds = time.perf_counter() - eval_start
     save = {
@@ -451,6 +540,7 @@ def evaluate_run(run: Run, wall_start: float) -> dict[str, Any]:
             + sum(p.numel() for p in run.method.criterion.parameters()),
             "descriptor_dim": int(embeddings.shape[1]),
         },
+        "runtime": runtime_settings(run),
         "param_groups": group_summary,
         "declared": run.method.declared,
         "backbone_weights": run.backbone.weights,

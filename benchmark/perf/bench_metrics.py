@@ -3,6 +3,13 @@
     python -m benchmark.perf.bench_metrics                      # Cars-196 test size, D = 10240
     python -m benchmark.perf.bench_metrics --n 100000 --d 2048  # ours alone (reference skipped)
     python -m benchmark.perf.bench_metrics --n 2000 --d 512 --out bench.json
+    python -m benchmark.perf.bench_metrics --n 1000000 --d 512 --classes 20000 --queries 8192
+    python -m benchmark.perf.bench_metrics --n 1000000 --d 512 --classes 20000 --device cuda
+
+``--queries Q`` times only the first Q queries against the whole gallery (the exact k-NN pass
+``retrieval_metrics`` makes, chunk by chunk) and extrapolates the wall time to all N queries:
+for galleries whose full pass would take hours on a CPU. Peak memory is measured, not
+extrapolated: it is reached in the first chunk (memory is bounded by the chunk, not by N).
 
 Both implementations get the same random clustered embeddings (``--classes`` balanced classes,
 class centres N(0, I), noise N(0, s^2 I) with s^2 = sqrt(D) / separation, so the task is neither
@@ -82,12 +89,33 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _compute(name: str, embeddings: np.ndarray, labels: np.ndarray, chunk_size: int) -> dict:
+def _partial_pass(embeddings: np.ndarray, labels: np.ndarray, args: argparse.Namespace) -> dict:
+    """The first ``args.queries`` queries of retrieval_metrics' k-NN pass (no metrics)."""
+    from benchmark.evaluate import _neighbor_chunks
+
+    tensor = torch.from_numpy(embeddings)
+    counts = np.bincount(labels)
+    k = min(max(8, int(counts.max()) - 1), len(labels) - 1)
+    done = 0
+    for start, _, _ in _neighbor_chunks(tensor, k, args.chunk_size, torch.device(args.device)):
+        done = min(start + args.chunk_size, len(labels))
+        if done >= args.queries:
+            break
+    return {"queries_timed": done}
+
+
+def _compute(
+    name: str, embeddings: np.ndarray, labels: np.ndarray, args: argparse.Namespace
+) -> dict:
     """Run one implementation; returns recall@1, map@r, r_precision in percent."""
     if name == "ours":
         from benchmark.evaluate import retrieval_metrics
 
-        metrics = retrieval_metrics(embeddings, labels, chunk_size=chunk_size)
+        if args.queries:
+            return _partial_pass(embeddings, labels, args)
+        metrics = retrieval_metrics(
+            embeddings, labels, chunk_size=args.chunk_size, device=args.device
+        )
         return {key: metrics[key] for key in ("recall@1", "map@r", "r_precision")}
     from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
@@ -119,12 +147,25 @@ def worker(args: argparse.Namespace) -> dict:
         args.n, args.d, args.classes, args.separation, args.seed
     )
     warm_embeddings, warm_labels = clustered_embeddings(64, args.d, 4, args.separation, 1)
-    _compute(args.worker, warm_embeddings, warm_labels, args.chunk_size)  # load lazy libraries
+    warm = argparse.Namespace(**{**vars(args), "queries": None})
+    _compute(args.worker, warm_embeddings, warm_labels, warm)  # load lazy libraries
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     exact = _reset_peak()
     rss_before = _rss_kib("VmRSS")
     cpu_start, start = _cpu_seconds(), time.perf_counter()
-    metrics = _compute(args.worker, embeddings, labels, args.chunk_size)
+    metrics = _compute(args.worker, embeddings, labels, args)
+    if args.device == "cuda":
+        torch.cuda.synchronize()
     seconds, cpu_seconds = time.perf_counter() - start, _cpu_seconds() - cpu_start
+    extra = {}
+    if "queries_timed" in metrics:  # extrapolated to every query
+        extra = {"measured_seconds": seconds, "queries_timed": metrics["queries_timed"]}
+        seconds *= args.n / metrics["queries_timed"]
+        cpu_seconds *= args.n / metrics["queries_timed"]
+    if args.device == "cuda":
+        extra["cuda_peak_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
     peak = _rss_kib("VmHWM") if exact else None
     if peak is None:  # not Linux: ru_maxrss is the peak since the process started
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -136,13 +177,16 @@ def worker(args: argparse.Namespace) -> dict:
         "peak_rss_mib": peak / 1024,
         "memory_method": "VmHWM after clear_refs" if exact else "ru_maxrss",
         "metrics": metrics,
+        **extra,
     }
 
 
 def run_worker(name: str, args: argparse.Namespace) -> dict:
     command = [sys.executable, "-m", "benchmark.perf.bench_metrics", "--worker", name]
-    for key in ("n", "d", "classes", "separation", "seed", "threads", "chunk_size"):
+    for key in ("n", "d", "classes", "separation", "seed", "threads", "chunk_size", "device"):
         command += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    if args.queries:
+        command += ["--queries", str(args.queries)]
     environment = os.environ | {"PYTHONPATH": str(REPOSITORY)}
     completed = subprocess.run(command, capture_output=True, text=True, env=environment)
     if completed.returncode != 0:
@@ -161,6 +205,14 @@ def markdown(args: argparse.Namespace, results: dict[str, dict]) -> str:
     ]
     for name, result in results.items():
         metrics = result["metrics"]
+        if "queries_timed" in result:
+            lines.append(
+                f"| {IMPLEMENTATIONS[name]} | {result['seconds']:.0f} (extrapolated from "
+                f"{result['queries_timed']} queries: {result['measured_seconds']:.1f} s) | "
+                f"{result['cpu_seconds']:.0f} | {result['peak_rss_increase_mib']:.0f} | "
+                "not computed | not computed | not computed |"
+            )
+            continue
         lines.append(
             f"| {IMPLEMENTATIONS[name]} | {result['seconds']:.2f} | {result['cpu_seconds']:.2f} | "
             f"{result['peak_rss_increase_mib']:.0f} | {metrics['recall@1']:.4f} | "
@@ -191,6 +243,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help=f"run pml too (default: only when N <= {REFERENCE_MAX_N})",
     )
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (ours only)")
+    parser.add_argument("--queries", type=int, help="time the first Q queries, extrapolate")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--worker", choices=sorted(IMPLEMENTATIONS), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -202,9 +256,20 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(worker(args)))
         return
     with_reference = args.n <= REFERENCE_MAX_N if args.reference is None else args.reference
+    with_reference = with_reference and not args.queries and args.device == "cpu"
     names = ["ours", "pml"] if with_reference else ["ours"]
     results = {name: run_worker(name, args) for name in names}
     print(markdown(args, results))
+    ours = results["ours"]
+    per_item = ours["peak_rss_increase_mib"] * 2**20 / args.n
+    if "cuda_peak_allocated_mib" in ours:
+        per_item = ours["cuda_peak_allocated_mib"] * 2**20 / args.n
+        print(f"CUDA peak allocated: {ours['cuda_peak_allocated_mib']:.0f} MiB")
+    print(
+        f"memory per gallery item: {per_item:.0f} bytes -> about {2**30 / per_item:,.0f} "
+        f"items per GiB at D = {args.d}, chunk {args.chunk_size} (plus the input embeddings "
+        f"the caller already holds: {4 * args.d} bytes per item)"
+    )
     differences = agreement(results)
     if differences:
         speedup = results["pml"]["seconds"] / results["ours"]["seconds"]
