@@ -439,7 +439,8 @@ def _train_and_evaluate(run: Run, wall_start: float) -> dict[str, Any] | None:
     log.setLevel(logging.INFO if run.world.main else logging.WARNING)
     try:
         if stage != "evaluate":
-            fit(run, wall_start)
+            # the checkpoint's wall time already counts this process up to its last write
+            wall_start = fit(run, wall_start)
         if stage == "train":
             return None
         return evaluate_run(run, wall_start)
@@ -464,8 +465,12 @@ def make_objective(run: Run) -> torch.nn.Module:
     )
 
 
-def fit(run: Run, wall_start: float) -> None:
-    """Train from scratch or from the last checkpoint up to the protocol's last epoch."""
+def fit(run: Run, wall_start: float) -> float:
+    """Train from scratch or from the last checkpoint up to the protocol's last epoch.
+
+    Returns the moment up to which the last checkpoint's ``wall_seconds`` counts this process
+    (``wall_start`` when no epoch was left to train).
+    """
     cfg = run.cfg
     if run.world.main:
         for stale in ("results.json", "neighbors.npy", "test_labels.npy", "test_embeddings.npy"):
@@ -477,6 +482,7 @@ def fit(run: Run, wall_start: float) -> None:
     scaler = torch.amp.GradScaler(enabled=cfg.protocol.precision == "fp16" and run.cuda)
     state = load_checkpoint(run, optimizer, scaler)
     start_epoch, history, train_seconds = state["epoch"], state["history"], state["train_seconds"]
+    accounted = wall_start
     objective = make_objective(run)
     loader = make_train_loader(run)
     for epoch in range(start_epoch, cfg.protocol.epochs):
@@ -485,7 +491,8 @@ def fit(run: Run, wall_start: float) -> None:
         train_seconds += row["seconds"]
         log.info("epoch %d: %s", epoch + 1, {k: round(v, 5) for k, v in row.items()})
         if run.world.main:
-            wall = state["wall_seconds"] + time.perf_counter() - wall_start
+            accounted = time.perf_counter()
+            wall = state["wall_seconds"] + accounted - wall_start
             checkpoint = checkpoint_state(
                 run, optimizer, scaler, epoch + 1, history, train_seconds, wall
             )
@@ -494,6 +501,7 @@ def fit(run: Run, wall_start: float) -> None:
             )
             write_history(run.directory / "history.csv", history)
         barrier(run.world)  # the checkpoint exists before any rank goes on
+    return accounted
 
 
 def evaluate_run(run: Run, wall_start: float) -> dict[str, Any] | None:

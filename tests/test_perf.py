@@ -58,6 +58,7 @@ def test_throughput_benchmark_runs_and_writes_its_figures(tmp_path: Path) -> Non
     for row in report["rows"]:
         for key in ("bare", "harness", "loop", "loader"):
             assert row[f"{key}_images_per_second"] > 0
+        assert row["peak_mb"] >= 0  # NaN (no VmHWM) or a negative increase fails
         assert row["loop_vs_bare"] == pytest.approx(
             row["loop_images_per_second"] / row["bare_images_per_second"]
         )

@@ -22,7 +22,11 @@ pytestmark = pytest.mark.slow
 
 def test_end_to_end_run_writes_everything(tiny_config) -> None:
     cfg = tiny_config("seed=3")
+    start = time.perf_counter()
     results = train(cfg)
+    elapsed = time.perf_counter() - start
+    # wall time counts the process once (the last checkpoint's share is not added twice)
+    assert results["cost"]["train_seconds"] < results["cost"]["wall_seconds"] <= elapsed
     run = Path(cfg.run_dir)
     on_disk = json.loads((run / "results.json").read_text())
     assert on_disk["metrics"] == pytest.approx(results["metrics"])
@@ -74,6 +78,7 @@ def test_split_stages_equal_one_run(tiny_config) -> None:
     assert train(tiny_config("suite_name=split", "stage=train")) is None
     split = train(tiny_config("suite_name=split", "stage=evaluate"))
     assert split["metrics"] == whole["metrics"]
+    assert split["cost"]["wall_seconds"] > split["cost"]["train_seconds"]
 
 
 def test_evaluate_without_checkpoint_fails_clearly(tiny_config) -> None:

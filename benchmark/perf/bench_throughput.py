@@ -15,7 +15,10 @@ For each (method, global batch), in one process, interleaved so drift hits all a
   pinned memory, crop and flip): what a run sees. ``loop / bare`` >= 0.9 is the target.
 
 and the data loader alone (no model), in images/s. Peak memory is ``max_memory_allocated`` on
-CUDA and the peak RSS increase (VmHWM, reset per measurement) on CPU.
+CUDA and, on CPU, the peak RSS increase over the RSS after building the model (VmHWM): the
+steps' activations, gradients, optimiser state and workspace. Memory the allocator keeps from
+an earlier method is reused, so measure one method per process to compare methods' memory
+(``--methods cnenet``).
 """
 
 from __future__ import annotations
@@ -59,13 +62,18 @@ def _reset_peak(device: torch.device) -> None:
         Path("/proc/self/clear_refs").write_text("5")
 
 
-def _peak_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
+def _status_mb(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM"):
+        if line.startswith(field):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _peak_mb(device: torch.device, rss_before: float) -> float:
+    """CUDA: peak allocated (weights included); CPU: peak RSS increase over ``rss_before``."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return _status_mb("VmHWM") - rss_before
 
 
 def _seconds_per_step(step: Callable[[], None], steps: int, device: torch.device) -> float:
@@ -103,6 +111,8 @@ def measure(run: Run, batch: int, args: argparse.Namespace) -> dict[str, float]:
     labels = torch.arange(batch) % run.cfg.protocol.data.classes_per_batch
     if run.cuda:
         images = images.pin_memory()
+    _reset_peak(run.device)
+    rss_before = _status_mb("VmRSS")
     optimizer, _ = make_optimizer(run)
     scaler = torch.amp.GradScaler(enabled=False)
     model = torch.compile(run.method.model) if run.cfg.protocol.compile else run.method.model
@@ -135,12 +145,11 @@ def measure(run: Run, batch: int, args: argparse.Namespace) -> dict[str, float]:
     row: dict[str, float] = {}
     for _ in range(args.rounds):
         for name, step in candidates.items():
-            _reset_peak(run.device)
             seconds = _seconds_per_step(step, args.steps, run.device)
             row[f"{name}_images_per_second"] = max(
                 row.get(f"{name}_images_per_second", 0.0), batch / seconds
             )
-            row[f"{name}_peak_mb"] = max(row.get(f"{name}_peak_mb", 0.0), _peak_mb(run.device))
+    row["peak_mb"] = _peak_mb(run.device, rss_before)
     row["loop_vs_bare"] = row["loop_images_per_second"] / row["bare_images_per_second"]
     row["harness_vs_bare"] = row["harness_images_per_second"] / row["bare_images_per_second"]
     return row
@@ -190,7 +199,7 @@ def main() -> None:
             f"| {row['method']} | {row['batch']} | {row['bare_images_per_second']:.1f} | "
             f"{row['harness_images_per_second']:.1f} | {row['loop_images_per_second']:.1f} | "
             f"{row['loop_vs_bare']:.2f} | {row['loader_images_per_second']:.0f} | "
-            f"{row['loop_peak_mb']:.0f} |"
+            f"{row['peak_mb']:.0f} |"
         )
     if args.out:
         report = {"protocol": args.protocol, "device": device, "settings": settings, "rows": rows}
