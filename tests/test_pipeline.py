@@ -56,3 +56,30 @@ def test_dvc_pipeline_in_a_clone(tmp_path: Path) -> None:
 
     second = run(["dvc", "repro"], clone)
     assert "Data and pipelines are up to date" in second, second
+
+
+@pytest.mark.parametrize(
+    ("suite", "cells", "datasets"), [("paper", 117, ["cub", "cars", "aircraft"]),
+                                     ("ablation_cub", 30, ["cub"])],
+)  # fmt: skip
+def test_real_data_suites_expand_to_their_grids(tmp_path: Path, suite: str, cells: int,
+                                                datasets: list[str]) -> None:  # fmt: skip
+    """The one switch (`-S suite=<name>`) gives every method x dataset x seed as DVC stages."""
+    from omegaconf import OmegaConf
+
+    from benchmark.config import compose_config
+
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    composed = compose_config([f"suite={suite}"], config_name="pipeline")
+    (tmp_path / "params.yaml").write_text(OmegaConf.to_yaml(composed, resolve=True))
+    run(["dvc", "init", "--no-scm", "-q"], tmp_path)
+    stages = run(["dvc", "stage", "list", "--name-only"], tmp_path).split()
+    spec = composed.suite
+    assert len(spec.methods) * len(spec.datasets) * len(spec.seeds) == cells
+    assert sum(s.startswith("train@") for s in stages) == cells
+    assert sum(s.startswith("evaluate@") for s in stages) == cells
+    assert sorted(s for s in stages if s.startswith("prepare@")) == sorted(
+        f"prepare@{d}" for d in datasets
+    )
+    assert f"train@cnenet-{datasets[-1]}-3" in stages and "report" in stages
+    run(["dvc", "dag"], tmp_path)  # the graph resolves (no missing or cyclic dependency)
