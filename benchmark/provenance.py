@@ -19,14 +19,24 @@ LIBRARIES = (
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+# Files DVC itself rewrites while it runs the pipeline (dvc.lock after every stage, params.yaml
+# under `dvc exp run -S`, the report's outputs): changes there do not make the code dirty.
+PIPELINE_OUTPUTS = ("dvc.lock", "params.yaml", "reports")
+
+
 def git_state() -> tuple[str, bool]:
-    """(commit, dirty) of the checkout, or ("unknown", False) outside git."""
+    """(commit, dirty) of the checkout, or ("unknown", False) outside git.
+
+    Dirty means tracked code, configs or data pointers differ from the commit; the files in
+    PIPELINE_OUTPUTS are left out (the resolved config is recorded in results.json anyway).
+    """
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+             *(f":(exclude){path}" for path in PIPELINE_OUTPUTS)],
             cwd=REPO_ROOT, capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
     except (OSError, subprocess.CalledProcessError):
