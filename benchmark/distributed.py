@@ -123,25 +123,6 @@ class ShardedBatchSampler:
             yield batch[self.world.rank * share : (self.world.rank + 1) * share]
 
 
-class ShuffledBatchSampler:
-    """Shuffled full batches (the last partial one dropped), a pure function of (seed, epoch)."""
-
-    def __init__(self, size: int, batch_size: int, seed: int) -> None:
-        self.size, self.batch_size, self.seed, self.epoch = size, batch_size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.size // self.batch_size
-
-    def __iter__(self) -> Iterator[list[int]]:
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.size, generator=generator).tolist()
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            yield order[start : start + self.batch_size]
-
-
 class _GatherSlices(torch.autograd.Function):
     """All-gather along dim 0 (rank order); the backward keeps this rank's slice, times N.
 

@@ -1,4 +1,5 @@
 """P x K class-balanced batches with an epoch that means one pass over the training set.
+(and, at the end, the plain shuffled batches of every other method: ``ShuffledBatchSampler``).
 
 What an epoch is (``epoch_size`` = N images, normally ``len(train_set)``, so every method sees
 the same number of images per epoch whatever its sampler):
@@ -25,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+import torch
 
 
 def apportion(sizes: np.ndarray, total: int, cap: int, rng: np.random.Generator) -> np.ndarray:
@@ -139,3 +141,22 @@ class ClassBalancedBatchSampler:
 
     def __iter__(self) -> Iterator[list[int]]:
         yield from self.epoch_batches()
+
+
+class ShuffledBatchSampler:
+    """Shuffled full batches (the last partial one dropped), a pure function of (seed, epoch)."""
+
+    def __init__(self, size: int, batch_size: int, seed: int) -> None:
+        self.size, self.batch_size, self.seed, self.epoch = size, batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size // self.batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.size, generator=generator).tolist()
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            yield order[start : start + self.batch_size]

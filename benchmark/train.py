@@ -32,7 +32,6 @@ from benchmark.data.manifest import file_sha256, read_manifest
 from benchmark.distributed import (
     Objective,
     ShardedBatchSampler,
-    ShuffledBatchSampler,
     World,
     barrier,
     close_world,
@@ -44,7 +43,7 @@ from benchmark.distributed import (
 from benchmark.evaluate import retrieval_metrics
 from benchmark.param_groups import apply_frozen, parameter_groups
 from benchmark.provenance import provenance
-from benchmark.sampler import ClassBalancedBatchSampler
+from benchmark.sampler import ClassBalancedBatchSampler, ShuffledBatchSampler
 from methods.registry import Method, build_method
 
 log = logging.getLogger("fgor")

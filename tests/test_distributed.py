@@ -26,13 +26,12 @@ from torch.nn.parallel import DistributedDataParallel
 from benchmark.distributed import (
     Objective,
     ShardedBatchSampler,
-    ShuffledBatchSampler,
     World,
     gather_embeddings,
     local_batch_size,
     shard_range,
 )
-from benchmark.sampler import ClassBalancedBatchSampler
+from benchmark.sampler import ClassBalancedBatchSampler, ShuffledBatchSampler
 from methods.registry import ModelOutput
 
 REPO = Path(__file__).resolve().parent.parent

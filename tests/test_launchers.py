@@ -36,7 +36,7 @@ def test_slurm_launcher_config_composes_and_instantiates() -> None:
         initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"),
         pytest.raises(Exception, match="partitionn"),
     ):
-        compose(config_name="config", overrides=["hydra/launcher=slurm", "+x=1",
+        compose(config_name="config", overrides=["hydra/launcher=slurm",
                 "hydra.launcher.partitionn=gpu"], return_hydra_config=True)  # fmt: skip
 
 

@@ -44,6 +44,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmark.perf.memory import reset_rss_peak, rss_kib
+
 REPOSITORY = Path(__file__).resolve().parents[2]
 REFERENCE_MAX_N = 20_000  # above this, "auto" skips the reference (its k-NN is slow and large)
 PACKAGES = ("torch", "numpy", "pytorch-metric-learning", "faiss-cpu")
@@ -64,24 +66,6 @@ def clustered_embeddings(
         noise = rng.standard_normal((stop - start, dim), dtype=np.float32)
         embeddings[start:stop] = centers[labels[start:stop]] + spread * noise
     return embeddings, labels
-
-
-def _rss_kib(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
 
 
 def _cpu_seconds() -> float:
@@ -152,8 +136,8 @@ def worker(args: argparse.Namespace) -> dict:
     if args.device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    exact = _reset_peak()
-    rss_before = _rss_kib("VmRSS")
+    exact = reset_rss_peak()
+    rss_before = rss_kib("VmRSS")
     cpu_start, start = _cpu_seconds(), time.perf_counter()
     metrics = _compute(args.worker, embeddings, labels, args)
     if args.device == "cuda":
@@ -166,7 +150,7 @@ def worker(args: argparse.Namespace) -> dict:
         cpu_seconds *= args.n / metrics["queries_timed"]
     if args.device == "cuda":
         extra["cuda_peak_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
-    peak = _rss_kib("VmHWM") if exact else None
+    peak = rss_kib("VmHWM") if exact else None
     if peak is None:  # not Linux: ru_maxrss is the peak since the process started
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     increase = (peak - rss_before) / 1024 if rss_before is not None else None

@@ -37,6 +37,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
 from benchmark.config import compose_config
 from benchmark.distributed import Objective, World
+from benchmark.perf.memory import reset_rss_peak, rss_kib
 from benchmark.prepare import prepare
 from benchmark.provenance import device_name
 from benchmark.train import (
@@ -59,21 +60,19 @@ def _reset_peak(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     else:
-        Path("/proc/self/clear_refs").write_text("5")
+        reset_rss_peak()
 
 
-def _status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def _rss_mib(field: str = "VmRSS") -> float:
+    kib = rss_kib(field)
+    return float("nan") if kib is None else kib / 1024
 
 
 def _peak_mb(device: torch.device, rss_before: float) -> float:
     """CUDA: peak allocated (weights included); CPU: peak RSS increase over ``rss_before``."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return _status_mb("VmHWM") - rss_before
+    return _rss_mib("VmHWM") - rss_before
 
 
 def _seconds_per_step(step: Callable[[], None], steps: int, device: torch.device) -> float:
@@ -112,7 +111,7 @@ def measure(run: Run, batch: int, args: argparse.Namespace) -> dict[str, float]:
     if run.cuda:
         images = images.pin_memory()
     _reset_peak(run.device)
-    rss_before = _status_mb("VmRSS")
+    rss_before = _rss_mib()
     optimizer, _ = make_optimizer(run)
     scaler = torch.amp.GradScaler(enabled=False)
     model = torch.compile(run.method.model) if run.cfg.protocol.compile else run.method.model

@@ -17,8 +17,6 @@ import argparse
 import json
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from benchmark.backbone import build_backbone
 from benchmark.config import compose_config, method_kwargs, validate
 from methods.registry import build_method
@@ -37,9 +35,7 @@ def is_siamese(method: str) -> bool:
 
 
 def suite_cost(suite: str, rows: list[dict], batch: int) -> tuple[list[dict], float]:
-    spec = OmegaConf.load(
-        Path(__file__).resolve().parents[2] / "configs" / "suite" / f"{suite}.yaml"
-    )
+    spec = compose_config([f"suite={suite}"], config_name="pipeline").suite
     measured = {row["method"]: row for row in rows if row["batch"] == batch}
     if not {"baseline", "cnenet"} <= measured.keys():
         raise ValueError(f"the throughput file needs baseline and cnenet at batch {batch}")
