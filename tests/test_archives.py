@@ -192,6 +192,23 @@ def test_zip_symlink_is_refused(tmp_path: Path) -> None:
     assert_nothing_left(tmp_path / "out", archive)
 
 
+@pytest.mark.parametrize("data_filter", [True, False])
+def test_modes_are_reduced_with_or_without_tarfiles_data_filter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_filter: bool
+) -> None:
+    """Python 3.11.0-3.11.3 has no filter="data"; the fallback strips the same mode bits."""
+    if data_filter and not archives.HAS_DATA_FILTER:
+        pytest.skip("tarfile's data filter needs Python >= 3.11.4")
+    monkeypatch.setattr(archives, "HAS_DATA_FILTER", data_filter)
+    archive = tmp_path / "a.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.addfile(tar_info("top/run.sh", size=2, mode=0o6777), io.BytesIO(b"ok"))
+    safe_extract(archive, tmp_path / "out")
+    mode = (tmp_path / "out" / "top" / "run.sh").stat().st_mode & 0o7777
+    assert mode & 0o7000 == 0 and mode & 0o022 == 0 and mode & 0o600 == 0o600, oct(mode)
+
+
+@pytest.mark.skipif(not archives.HAS_DATA_FILTER, reason="tarfile's data filter: Python >= 3.11.4")
 def test_tarfile_data_filter_is_a_second_line_of_defence(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

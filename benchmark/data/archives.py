@@ -119,12 +119,24 @@ def _check_tar_member(member: tarfile.TarInfo, archive: Path, root: Path) -> Non
         raise ArchiveError(f"{archive}: member {member.name!r} has an unsupported type; refused")
 
 
+# tarfile's "data" filter (PEP 706) exists from Python 3.11.4; on 3.11.0-3.11.3 our own member
+# checks above are the whole defence, and modes are reduced the way the filter would.
+HAS_DATA_FILTER = hasattr(tarfile, "data_filter")
+TAR_FILTER_ERRORS: tuple[type[Exception], ...] = (
+    (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else ()
+)
+
+
 def _extract_tar(archive: Path, root: Path) -> None:
     # Stream mode ("r|*"): one pass, each member checked right before it is written.
     with tarfile.open(archive, mode="r|*") as tar:
         for member in tar:
             _check_tar_member(member, archive, root)
-            tar.extract(member, root, filter="data")
+            if HAS_DATA_FILTER:
+                tar.extract(member, root, filter="data")
+            else:  # no setuid/setgid/sticky, no group/other write, owner can read and write
+                member.mode = (member.mode & 0o755) | (0o700 if member.isdir() else 0o600)
+                tar.extract(member, root, set_attrs=True)
 
 
 def _extract_zip(archive: Path, root: Path) -> None:
@@ -162,7 +174,7 @@ def safe_extract(archive: Path, dest: Path) -> None:
     try:
         try:
             extract(archive, staging)
-        except tarfile.FilterError as error:  # tarfile's own "data" filter said no
+        except TAR_FILTER_ERRORS as error:  # tarfile's own "data" filter said no
             raise ArchiveError(f"{archive}: unsafe member refused: {error}") from error
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as error:
             raise ArchiveError(
