@@ -154,11 +154,30 @@ def validate_section(section: DictConfig, schema: type, where: str) -> DictConfi
     return merged
 
 
+def check_tuning_split(protocol: DictConfig, dataset: DictConfig) -> None:
+    """A tuning run (``+tune=...``) trains on the training classes and evaluates on the
+    validation classes: never on the test classes, never with the validation ones trained."""
+    data = protocol.data
+    if data.eval_split != "val" or list(data.train_splits) != ["train"]:
+        raise ConfigError(
+            "a tuning run must use protocol.data.train_splits=[train] and "
+            f"protocol.data.eval_split=val, got train_splits={list(data.train_splits)} and "
+            f"eval_split={data.eval_split!r} (the test classes are never used for tuning)"
+        )
+    if dataset.val_classes < 1:
+        raise ConfigError(
+            f"dataset {dataset.name!r} has no validation classes (dataset.val_classes="
+            f"{dataset.val_classes}); a tuning run needs some"
+        )
+
+
 def validate(cfg: DictConfig) -> DictConfig:
     """Resolve and check a composed training config; returns a plain, resolved copy."""
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     resolved.protocol = validate_section(resolved.protocol, ProtocolConfig, "protocol")
     resolved.dataset = validate_section(resolved.dataset, DatasetConfig, "dataset")
+    if "tune" in resolved:
+        check_tuning_split(resolved.protocol, resolved.dataset)
     for key in ("name", "builder"):
         if key not in resolved.method:
             raise ConfigError(f"method config lacks the key {key!r}")

@@ -17,12 +17,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 
 from benchmark.provenance import set_command
 from benchmark.train import train
+from benchmark.tune import run_cell
 
 
 @hydra.main(config_path="../configs", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     set_command(["python", "benchmark/run.py", *HydraConfig.get().overrides.task])
-    train(cfg)
+    if "tune" in cfg:  # a cell of a learning-rate sweep on the validation classes
+        run_cell(cfg)
+    else:
+        train(cfg)
 
 
 if __name__ == "__main__":
