@@ -160,7 +160,7 @@ def cell_frame(cells: list[Cell], keys: list[str], metric: str) -> pd.DataFrame:
     rows = []
     for cell in cells:
         setting = _setting(cell, "protocol")
-        row: dict[str, Any] = {key: json.loads(setting.get(key, 'null')) for key in keys}
+        row: dict[str, Any] = {key: json.loads(setting.get(key, "null")) for key in keys}
         row.update(method=cell.method, seed=cell.seed, status="diverged" if
                    cell.metrics is None else "done", run_dir=str(cell.path.parent))  # fmt: skip
         for name in METRICS:
@@ -195,17 +195,16 @@ def choose(frame: pd.DataFrame, keys: list[str], metric: str) -> Choice:
                    and m not in diverged]  # fmt: skip
         complete = not diverged and not missing
         row["mean"] = float(sum(row[m] for m in methods) / len(methods)) if complete else math.nan
-        row["status"] = (
-            "complete" if complete
-            else "; ".join([*(f"{m} diverged" for m in diverged), *(f"{x} missing" for x in missing)])
-        )  # fmt: skip
+        problems = [*(f"{m} diverged" for m in diverged), *(f"{x} missing" for x in missing)]
+        row["status"] = "complete" if complete else "; ".join(problems)
         rows.append(row)
     table = pd.DataFrame(rows)
     candidates = table[table["status"] == "complete"]
     best = None
     if len(candidates):
-        best = {key: candidates.loc[candidates["mean"].idxmax(), key] for key in keys}
-        best = {key: value.item() if hasattr(value, "item") else value for key, value in best.items()}
+        winner = candidates.loc[candidates["mean"].idxmax()]
+        best = {key: winner[key].item() if hasattr(winner[key], "item") else winner[key]
+                for key in keys}  # fmt: skip
     return Choice(table, keys, methods, seeds, best)
 
 
@@ -287,7 +286,7 @@ class TuneReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         directory = Path(config.runs_root) / str(config.suite_name)
         choice = write_report(directory, Path(config.tune.report_dir), str(config.tune.metric))
-        chosen = "nothing (no complete grid point)" if choice.best is None else overrides(choice.best)
+        chosen = "nothing (no complete point)" if choice.best is None else overrides(choice.best)
         log.info("tuning report in %s: chosen %s", config.tune.report_dir, chosen)
 
 

@@ -257,6 +257,28 @@ def test_missing_cells_show_as_not_run(simple_suite, tmp_path: Path) -> None:
     assert l4[0][4:8] == ["74.5", "83.1", "89.2", "93.8"]
 
 
+def test_ablation_on_generated_data_shows_the_papers_cub_rows_without_delta(
+    tmp_path: Path,
+) -> None:
+    runs = tmp_path / "runs" / "fake"
+    for seed, r1 in ((1, 20.0), (2, 24.0)):
+        write_run(runs, "baseline", "synthetic", seed, (r1, 30.0, 40.0, 50.0))
+    write_run(runs, "bl_nmm", "synthetic", 1, (18.0, 28.0, 38.0, 48.0))
+    write_report(runs, tmp_path / "out", write_reference(tmp_path), None, resamples=200)
+    ablation = (tmp_path / "out" / "ablation.md").read_text()
+    baseline = method_block(ablation, "baseline")
+    assert baseline[0][3:5] == ["2", "**22.0 ± 2.8**"]  # mean ± std over seeds, best in bold
+    assert baseline[1][:2] == ["BL", "reported on CUB (Table 1)"] and baseline[1][4] == "66.3"
+    assert len(baseline) == 2  # no Δ across datasets
+    assert table_rows(ablation, "BL+NMM")[0][1:5] == [
+        "reported on CUB (Table 1)",
+        "R50",
+        "",
+        "71.2",
+    ]
+    assert "The paper has no synthetic numbers" in ablation
+
+
 def test_protocol_difference_is_flagged_at_the_top(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     for seed in (1, 2):

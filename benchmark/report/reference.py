@@ -76,8 +76,13 @@ class Reference:
             )  # fmt: skip
             self.rows[(row.table, row.method, row.dataset)] = row
 
+    @staticmethod
+    def paper_dataset(dataset: str) -> str | None:
+        """The paper's name for our dataset; None for datasets it does not report."""
+        return DATASETS.get(dataset)
+
     def find(self, table: str, paper_method: str, dataset: str) -> PaperRow | None:
-        paper_dataset = DATASETS.get(dataset)
+        paper_dataset = self.paper_dataset(dataset)
         if paper_dataset is None:
             return None
         return self.rows.get((table, paper_method, paper_dataset))

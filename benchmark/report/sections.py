@@ -25,6 +25,7 @@ class Entry:
     method: str
     paper: PaperRow | None
     label: str = ""  # the row's name in the paper (ablation tables)
+    context: bool = False  # the paper's row is on another dataset: shown, no Δ
 
 
 def best_values(grid: Grid, dataset: str, methods: list[str], metrics: tuple[str, ...]) -> dict:
@@ -86,15 +87,18 @@ def recall_table(grid: Grid, dataset: str, entries: list[Entry], key: str, capti
         if ran and ours_arch != paper.arch:
             arch, mismatched = f"{paper.arch}†", True
         name = entry.label or paper.method
+        where = f" on {paper.dataset}" if entry.context else ""
         table.add(
             name,
-            f"reported ({paper.source.removeprefix('CNENet ')})",
+            f"reported{where} ({paper.source.removeprefix('CNENet ')})",
             arch,
             "",
             *(number(v) for v in paper.recalls),
             "",
             kind="reported",
         )
+        if entry.context:
+            continue
         deltas = [
             number(s.mean - v, sign=True) if s.n else DASH
             for s, v in zip(summaries, paper.recalls, strict=True)
@@ -105,6 +109,12 @@ def recall_table(grid: Grid, dataset: str, entries: list[Entry], key: str, capti
         "reproduced value per column in bold. Reported: the published number (— where the paper "
         "prints none). `not run`: no results file."
     )
+    if any(entry.context for entry in entries):
+        table.notes.append(
+            f"The paper has no {dataset} numbers: its CUB numbers (ResNet-50, 224 px, ImageNet "
+            "weights) are shown for the ordering of the rows only; no Δ is computed across "
+            "datasets."
+        )
     if flagged:
         table.notes.append(
             "⚠ ran under a protocol that differs from the other runs (see Fairness)."
@@ -142,8 +152,12 @@ def ablation_tables(grid: Grid) -> list[Table]:
             ("table3", TABLE3, "CNENet Table 3 analogue (number l of CARE maps)"),
         ):
             table_id = "T1" if name == "table1" else "T3"
+            # a dataset the paper does not cover (the generated one): its CUB rows, as context
+            context = grid.reference.paper_dataset(dataset) is None
+            source = "cub" if context else dataset
             entries = [
-                Entry(m, grid.reference.find(table_id, label, dataset), label) for m, label in rows
+                Entry(m, grid.reference.find(table_id, label, source), label, context)
+                for m, label in rows
             ]
             caption = f"{title}, Recall@K (%) on {dataset}"
             tables.append(
