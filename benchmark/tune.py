@@ -124,6 +124,16 @@ def _setting(cell: Cell, section: str) -> dict[str, str]:
     return flatten(cell.config.get(section, {}), section)
 
 
+def _follows_grid(key: str, group: list[Cell], keys: list[str], section: str) -> bool:
+    """``key`` takes the value of one grid key in every cell (a ``${protocol...}``
+    interpolation in the method's config, say method.new_layer_lr_multiplier)."""
+
+    def values(section: str, key: str) -> list[Any]:  # parsed: 10 (method) == 10.0 (protocol)
+        return [json.loads(_setting(cell, section).get(key, "null")) for cell in group]
+
+    return any(values(section, key) == values("protocol", grid) for grid in keys)
+
+
 def grid_keys(cells: list[Cell]) -> list[str]:
     """The protocol keys that vary between cells; anything else that varies is an error."""
     protocols = [_setting(cell, "protocol") for cell in cells]
@@ -135,7 +145,9 @@ def grid_keys(cells: list[Cell]) -> list[str]:
         for cell in group[1:]:
             setting = _setting(cell, section)
             for key in sorted(setting.keys() | first.keys()):
-                if setting.get(key) != first.get(key):
+                if setting.get(key) != first.get(key) and not _follows_grid(
+                    key, group, keys, section
+                ):
                     raise TuningError(
                         f"{cell.path} and {group[0].path} differ in {key}; a tuning sweep "
                         "varies protocol settings only (remove stale runs or use another "

@@ -29,6 +29,8 @@ def tune_config(method: str, seed: int, lr: float, multiplier: float = 1.0, **pr
         **protocol,
     )
     config["protocol"]["optimizer"] = {"name": "sgd", "lr": lr}
+    # ${protocol.new_layer_lr_multiplier} in the YAML; resolved as an int there, a float here
+    config["method"]["new_layer_lr_multiplier"] = int(multiplier)
     return config
 
 
@@ -102,17 +104,20 @@ def test_choice_rule_by_hand() -> None:
 
 def test_report_from_run_files_and_stale_runs_refused(tmp_path: Path) -> None:
     sweep = tmp_path / "tune-embedded-synthetic"
-    for lr, (base, cne) in {0.03: (20.0, 10.0), 0.1: (30.0, 12.0), 0.3: (25.0, 14.0)}.items():
-        write_cell(sweep, "baseline", 1, lr, base)
-        write_cell(sweep, "cnenet", 1, lr, cne)
+    grid = {(0.03, 1.0): (20.0, 10.0), (0.1, 1.0): (30.0, 12.0), (0.3, 1.0): (25.0, 14.0),
+            (0.03, 10.0): (21.0, 19.0)}  # fmt: skip
+    for (lr, multiplier), (base, cne) in grid.items():
+        write_cell(sweep, "baseline", 1, lr, base, multiplier=multiplier)
+        write_cell(sweep, "cnenet", 1, lr, cne, multiplier=multiplier)
     choice = write_report(sweep, tmp_path / "out")
-    assert choice.keys == ["protocol.optimizer.lr"]
-    assert choice.best == {"protocol.optimizer.lr": 0.1}
+    assert choice.keys == ["protocol.new_layer_lr_multiplier", "protocol.optimizer.lr"]
+    assert choice.best == {"protocol.new_layer_lr_multiplier": 1.0, "protocol.optimizer.lr": 0.1}
     markdown = (tmp_path / "out" / "tune-embedded-synthetic.md").read_text()
-    assert "| 0.1 | 30.0 | 12.0 | **21.0** (chosen) | complete |" in markdown
-    assert "`protocol.optimizer.lr=0.1`" in markdown
+    assert "| 1 | 0.1 | 30.0 | 12.0 | **21.0** (chosen) | complete |" in markdown
+    assert "| 10 | 0.03 | 21.0 | 19.0 | 20.0 | complete |" in markdown
+    assert "`protocol.new_layer_lr_multiplier=1.0 protocol.optimizer.lr=0.1`" in markdown
     frame = pd.read_csv(tmp_path / "out" / "tune-embedded-synthetic.csv")
-    assert len(frame) == 6 and set(frame["status"]) == {"done"}
+    assert len(frame) == 8 and set(frame["status"]) == {"done"}
     # a grid point trained with another number of epochs shows up as its own (incomplete) row
     write_cell(sweep, "baseline", 1, 1.0, 99.0, epochs=3)
     choice = write_report(sweep, tmp_path / "out")
