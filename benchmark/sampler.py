@@ -1,5 +1,5 @@
-"""P x K class-balanced batches with an epoch that means one pass over the training set.
-(and, at the end, the plain shuffled batches of every other method: ``ShuffledBatchSampler``).
+"""Training batch samplers: P x K class-balanced batches with an epoch that means one pass over
+the training set, and (at the end) the plain shuffled batches of every other method.
 
 What an epoch is (``epoch_size`` = N images, normally ``len(train_set)``, so every method sees
 the same number of images per epoch whatever its sampler):

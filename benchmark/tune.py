@@ -35,6 +35,7 @@ from benchmark.atomic import write_atomic_text
 from benchmark.config import ConfigError, check_tuning_split, validate
 from benchmark.report.collect import METRICS, read_results
 from benchmark.report.fairness import flatten
+from benchmark.report.grid import number
 from benchmark.report.tables import Column, Table, to_markdown
 from benchmark.train import NonFiniteLossError, train
 
@@ -169,6 +170,8 @@ class Choice:
 
 
 def cell_frame(cells: list[Cell], keys: list[str], metric: str) -> pd.DataFrame:
+    if metric not in METRICS:
+        raise TuningError(f"metric {metric!r} is not one of {', '.join(METRICS)}")
     rows = []
     for cell in cells:
         setting = _setting(cell, "protocol")
@@ -179,8 +182,6 @@ def cell_frame(cells: list[Cell], keys: list[str], metric: str) -> pd.DataFrame:
             row[name] = math.nan if cell.metrics is None else float(cell.metrics[name])
         rows.append(row)
     frame = pd.DataFrame(rows)
-    if metric not in METRICS:
-        raise TuningError(f"metric {metric!r} is not one of {', '.join(METRICS)}")
     return frame.sort_values([*keys, "method", "seed"], kind="stable").reset_index(drop=True)
 
 
@@ -223,10 +224,6 @@ def choose(frame: pd.DataFrame, keys: list[str], metric: str) -> Choice:
 # ----- the report -----------------------------------------------------------------------------
 
 
-def _number(value: float) -> str:
-    return "-" if value is None or math.isnan(value) else f"{value:.1f}"
-
-
 def overrides(best: dict[str, Any]) -> str:
     return " ".join(f"{key}={json.dumps(value)}" for key, value in best.items())
 
@@ -243,11 +240,11 @@ def render(choice: Choice, cells: list[Cell], directory: Path, metric: str) -> s
         cells_text = [f"{row[k]:g}" if isinstance(row[k], float) else str(row[k])
                       for k in choice.keys]  # fmt: skip
         for method in choice.methods:
-            text = _number(row[method])
+            text = number(row[method])
             if len(choice.seeds) > 1 and not math.isnan(row[f"{method} std"]):
-                text += f" ± {row[f'{method} std']:.1f}"
+                text += f" ± {number(row[f'{method} std'])}"
             cells_text.append(text)
-        mean = _number(row["mean"])
+        mean = number(row["mean"])
         cells_text += [f"**{mean}** (chosen)" if chosen else mean, row["status"]]
         table.add(*cells_text)
     commits = sorted({c.commit[:12] for c in cells if c.commit})
