@@ -1,10 +1,12 @@
 """Render a trained CNENet's CARE maps M and refined maps E over test images (CNENet Figure 3).
 
+The evaluate stage writes ``<run_dir>/care_maps.png`` for every method with nuance maps, which
+the report embeds; by hand, from a run's checkpoint::
+
     python -m benchmark.care_maps runs/default/cnenet/synthetic/seed1 [--classes 2 --per-class 2]
 
 Rows: test images, two classes side by side (same-class rows first, then the other class);
-columns: the image, then each CARE map M_k over it, then each refined map E_k. Writes
-``<run_dir>/care_maps.png``, which the report embeds.
+columns: the image, then each CARE map M_k over it, then each refined map E_k.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ import torch
 from omegaconf import OmegaConf
 
 from benchmark.atomic import write_atomic
-from benchmark.train import build_datasets, build_run_method
+from benchmark.capabilities import has_nuance_maps
+from benchmark.cell import build_datasets, build_run_method
+from benchmark.config import run_settings
+from benchmark.data.dataset import RetrievalImages
+from methods.registry import Method
+
+CARE_MAPS = "care_maps.png"
 
 
 def pick_images(labels: torch.Tensor, classes: int, per_class: int) -> list[int]:
@@ -32,34 +40,22 @@ def pick_images(labels: torch.Tensor, classes: int, per_class: int) -> list[int]
     return chosen
 
 
-def has_care_maps(run_dir: Path) -> bool:
-    """Whether the run's method is a CNENet variant (its model exposes nuance_maps)."""
-    cfg = OmegaConf.load(Path(run_dir) / "config.yaml")
-    return cfg.method.builder in ("cnenet", "cnenet_triplet")
-
-
-def render_care_maps(run_dir: Path, *, classes: int = 2, per_class: int = 2) -> Path:
-    """Write <run_dir>/care_maps.png."""
-    out = Path(run_dir) / "care_maps.png"
-    png = care_map_png(run_dir, classes=classes, per_class=per_class)
-    write_atomic(out, lambda tmp: tmp.write_bytes(png))
-    return out
-
-
-def care_map_png(run_dir: Path, *, classes: int = 2, per_class: int = 2) -> bytes:
-    """The figure as PNG bytes (the report embeds it without writing into the run)."""
-    run_dir = Path(run_dir)
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    train_set, test_set, _ = build_datasets(cfg)
-    method, _ = build_run_method(cfg, train_set.num_classes)
-    model = method.model
-    if not hasattr(model, "nuance_maps"):
-        raise ValueError(f"{run_dir}: method {cfg.method.name!r} has no CARE maps (not CNENet)")
-    state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"])
+def care_map_png(
+    method: Method,
+    test_set: RetrievalImages,
+    title: str,
+    *,
+    classes: int = 2,
+    per_class: int = 2,
+) -> bytes:
+    """The figure of a method with trained weights, as PNG bytes."""
+    if not has_nuance_maps(method):
+        raise ValueError(f"method {title!r} has no CARE maps (not CNENet)")
+    device = next(method.model.parameters()).device
     indices = pick_images(test_set.labels, classes, per_class)
     images = torch.stack([test_set[i][0] for i in indices]).float() / 255  # (B, 3, H, W)
-    maps, refined = model.nuance_maps(images)  # (B, l, H, W) each
+    maps, refined = method.model.nuance_maps(images.to(device))  # (B, l, H, W) each
+    maps, refined = maps.cpu(), refined.cpu()
     num_maps = maps.shape[1]
     columns = 1 + 2 * num_maps
     figure, axes = plt.subplots(
@@ -70,7 +66,7 @@ def care_map_png(run_dir: Path, *, classes: int = 2, per_class: int = 2) -> byte
         label = int(test_set.labels[index])
         panels = [("image", None)] + [(f"M{k + 1}", maps[row, k]) for k in range(num_maps)]
         panels += [(f"E{k + 1}", refined[row, k]) for k in range(num_maps)]
-        for column, (title, heat) in enumerate(panels):
+        for column, (name, heat) in enumerate(panels):
             axis = axes[row, column]
             axis.imshow(picture)
             if heat is not None:
@@ -78,15 +74,37 @@ def care_map_png(run_dir: Path, *, classes: int = 2, per_class: int = 2) -> byte
             axis.set_xticks([])
             axis.set_yticks([])
             if row == 0:
-                axis.set_title(title, fontsize=9)
+                axis.set_title(name, fontsize=9)
             if column == 0:
                 axis.set_ylabel(f"class {label}", fontsize=8)
-    figure.suptitle(f"{cfg.method.name}: CARE maps M and refined maps E (test images)", fontsize=10)
+    figure.suptitle(f"{title}: CARE maps M and refined maps E (test images)", fontsize=10)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
     plt.close(figure)
     return buffer.getvalue()
+
+
+def write_care_maps(run_dir: Path, png: bytes) -> Path:
+    out = Path(run_dir) / CARE_MAPS
+    write_atomic(out, lambda tmp: tmp.write_bytes(png))
+    return out
+
+
+def render_care_maps(run_dir: Path, *, classes: int = 2, per_class: int = 2) -> Path:
+    """Write <run_dir>/care_maps.png from the run's config.yaml and checkpoint, on the CPU."""
+    run_dir = Path(run_dir)
+    settings = run_settings(OmegaConf.load(run_dir / "config.yaml"))
+    train_set, test_set, _ = build_datasets(settings.dataset, settings.protocol, settings.seed)
+    method, _ = build_run_method(settings, train_set.num_classes)
+    if not has_nuance_maps(method):
+        raise ValueError(
+            f"{run_dir}: method {settings.method_name!r} has no CARE maps (not CNENet)"
+        )
+    state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    method.model.load_state_dict(state["model"])
+    png = care_map_png(method, test_set, settings.method_name, classes=classes, per_class=per_class)
+    return write_care_maps(run_dir, png)
 
 
 def main() -> None:

@@ -120,6 +120,40 @@ class DatasetConfig:
     packaging_help: str = ""
 
 
+STAGES = ("all", "train", "evaluate")
+
+
+@dataclass
+class RunSettings:
+    """One (method, dataset, seed) cell, typed: built once from the composed config by
+    :func:`run_settings`; everything below the entry point reads these fields, never a config."""
+
+    protocol: ProtocolConfig
+    dataset: DatasetConfig
+    method: dict[str, Any]  # name, builder and the builder's keyword arguments
+    seed: int
+    suite_name: str
+    run_dir: Path
+    stage: str
+    resume: bool
+    save_embeddings: int
+    progress: bool
+    resolved: dict[str, Any]  # the whole validated config, as checkpoints and results record it
+
+    @property
+    def method_name(self) -> str:
+        return str(self.method["name"])
+
+    @property
+    def builder(self) -> str:
+        return str(self.method["builder"])
+
+    @property
+    def builder_kwargs(self) -> dict[str, Any]:
+        """The builder's keyword arguments: every method key but name and builder."""
+        return {k: v for k, v in self.method.items() if k not in ("name", "builder")}
+
+
 CHOICES = {
     "precision": ("fp32", "bf16", "fp16"),
     "device": ("auto", "cpu", "cuda"),
@@ -182,6 +216,29 @@ def validate(cfg: DictConfig) -> DictConfig:
         if key not in resolved.method:
             raise ConfigError(f"method config lacks the key {key!r}")
     return resolved
+
+
+def run_settings(cfg: DictConfig) -> RunSettings:
+    """Validate a composed training config and convert it, once, into typed settings."""
+    resolved = validate(cfg)
+    if resolved.stage not in STAGES:
+        raise ConfigError(f"stage={resolved.stage!r}; valid values: {', '.join(STAGES)}")
+    method = OmegaConf.to_container(resolved.method)
+    container = OmegaConf.to_container(resolved)
+    assert isinstance(method, dict) and isinstance(container, dict)
+    return RunSettings(
+        protocol=OmegaConf.to_object(resolved.protocol),  # type: ignore[arg-type]
+        dataset=OmegaConf.to_object(resolved.dataset),  # type: ignore[arg-type]
+        method={str(k): v for k, v in method.items()},
+        seed=int(resolved.seed),
+        suite_name=str(resolved.suite_name),
+        run_dir=Path(resolved.run_dir),
+        stage=str(resolved.stage),
+        resume=bool(resolved.resume),
+        save_embeddings=int(resolved.save_embeddings),
+        progress=bool(resolved.progress),
+        resolved={str(k): v for k, v in container.items()},
+    )
 
 
 def method_kwargs(cfg: DictConfig) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Train and evaluate one cell: ``python benchmark/run.py method=cnenet dataset=cub seed=1``.
 
 A thin Hydra wrapper: composition and command-line overrides here, everything else in
-benchmark.train.train(cfg).
+benchmark.train.train(cfg). Learning-rate sweeps have their own entry point,
+benchmark/run_tune.py.
 """
 
 from __future__ import annotations
@@ -15,18 +16,20 @@ from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
+from benchmark.config import ConfigError
 from benchmark.provenance import set_command
 from benchmark.train import train
-from benchmark.tune import run_cell
 
 
 @hydra.main(config_path="../configs", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    if "tune" in cfg:
+        raise ConfigError(
+            "a tuning sweep (+tune=...) runs through its own entry point: "
+            "python benchmark/run_tune.py -m +tune=<name>"
+        )
     set_command(["python", "benchmark/run.py", *HydraConfig.get().overrides.task])
-    if "tune" in cfg:  # a cell of a learning-rate sweep on the validation classes
-        run_cell(cfg)
-    else:
-        train(cfg)
+    train(cfg)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 A tuning sweep is an ordinary Hydra multirun over a grid in ``configs/tune/<name>.yaml``::
 
-    python benchmark/run.py -m +tune=embedded              # any launcher: hydra/launcher=slurm
+    python benchmark/run_tune.py -m +tune=embedded         # any launcher: hydra/launcher=slurm
 
 Every cell trains on the training classes minus the validation ones and is evaluated on the
 validation classes (checked in benchmark.config); it lives in

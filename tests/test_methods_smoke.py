@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from benchmark.config import compose_config, validate
-from benchmark.train import build_run_method
+from benchmark.cell import build_run_method
+from benchmark.config import compose_config, run_settings, validate
 from methods.registry import available_methods
 from tests.test_config import names
 
@@ -32,8 +32,8 @@ def test_every_registered_builder_has_a_config() -> None:
 @pytest.mark.parametrize("method", names("method"))
 def test_method_trains_one_step(method: str, batch) -> None:
     torch.manual_seed(0)
-    cfg = validate(compose_config([f"method={method}", "protocol=tiny"]))
-    built, _ = build_run_method(cfg, NUM_CLASSES)
+    settings = run_settings(compose_config([f"method={method}", "protocol=tiny"]))
+    built, _ = build_run_method(settings, NUM_CLASSES)
     images, labels = batch
     built.model.train()
     output = built.model(images, labels)

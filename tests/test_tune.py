@@ -146,7 +146,7 @@ def test_test_split_results_are_refused(tmp_path: Path, capsys) -> None:
 
 def test_sweep_records_divergence_and_chooses_on_validation(tmp_path: Path, tiny_root) -> None:
     command = [
-        sys.executable, "benchmark/run.py", "-m", "+tune=embedded", "protocol=tiny",
+        sys.executable, "benchmark/run_tune.py", "-m", "+tune=embedded", "protocol=tiny",
         "dataset=synthetic_tiny", f"dataset.root={tiny_root}", f"runs_root={tmp_path / 'runs'}",
         f"tune.report_dir={tmp_path / 'reports'}", "method=baseline", "seed=1",
         "protocol.optimizer.lr=0.01,1e9", "protocol.new_layer_lr_multiplier=1", "progress=false",

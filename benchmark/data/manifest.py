@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from benchmark.atomic import write_atomic_text
@@ -144,11 +145,12 @@ def read_manifest(path: Path) -> pd.DataFrame:
     return frame
 
 
-def select_splits(frame: pd.DataFrame, splits: Sequence[str]) -> pd.DataFrame:
+def select_splits(frame: pd.DataFrame, splits: Sequence[str]) -> np.ndarray:
+    """Positional indices of the manifest rows in ``splits`` (the rows a dataset reads)."""
     unknown = sorted(set(splits) - set(SPLITS))
     if unknown:
         raise ManifestError(f"unknown split name(s) {unknown}; valid: {SPLITS}")
-    return frame[frame["split"].isin(splits)].reset_index(drop=True)
+    return np.flatnonzero(frame["split"].isin(splits).to_numpy())
 
 
 def contiguous_labels(labels: Sequence[int]) -> list[int]:

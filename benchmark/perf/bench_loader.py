@@ -15,8 +15,8 @@ import time
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from benchmark.config import compose_config, validate
-from benchmark.train import build_datasets
+from benchmark.cell import build_datasets
+from benchmark.config import compose_config, run_settings
 
 
 def images_per_second(dataset, workers: int, batch: int) -> float:
@@ -38,13 +38,13 @@ def main() -> None:
     rates = {}
     first = {}
     for use_cache in (True, False):
-        cfg = validate(
+        settings = run_settings(
             compose_config(
                 [f"dataset={args.dataset}", f"protocol={args.protocol}",
                  f"protocol.data.use_cache={use_cache}"]
             )
         )  # fmt: skip
-        train_set, _, _ = build_datasets(cfg)
+        train_set, _, _ = build_datasets(settings.dataset, settings.protocol, settings.seed)
         subset = Subset(train_set, range(min(args.images, len(train_set))))
         first[use_cache] = torch.stack([subset[i][0] for i in range(8)])
         rates[use_cache] = images_per_second(subset, args.workers, args.batch)

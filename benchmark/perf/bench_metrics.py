@@ -75,7 +75,7 @@ def _cpu_seconds() -> float:
 
 def _partial_pass(embeddings: np.ndarray, labels: np.ndarray, args: argparse.Namespace) -> dict:
     """The first ``args.queries`` queries of retrieval_metrics' k-NN pass (no metrics)."""
-    from benchmark.evaluate import _neighbor_chunks
+    from benchmark.metrics import _neighbor_chunks
 
     tensor = torch.from_numpy(embeddings)
     counts = np.bincount(labels)
@@ -93,7 +93,7 @@ def _compute(
 ) -> dict:
     """Run one implementation; returns recall@1, map@r, r_precision in percent."""
     if name == "ours":
-        from benchmark.evaluate import retrieval_metrics
+        from benchmark.metrics import retrieval_metrics
 
         if args.queries:
             return _partial_pass(embeddings, labels, args)

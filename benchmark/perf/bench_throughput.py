@@ -35,20 +35,13 @@ from typing import Any
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
-from benchmark.config import compose_config
+from benchmark.cell import Run, autocast, loader_options, prepare_run, runtime_settings
+from benchmark.config import compose_config, run_settings
 from benchmark.distributed import Objective, World
 from benchmark.perf.memory import reset_rss_peak, rss_kib
 from benchmark.prepare import prepare
 from benchmark.provenance import device_name
-from benchmark.train import (
-    Run,
-    autocast,
-    loader_options,
-    make_optimizer,
-    prepare_run,
-    runtime_settings,
-    train_step,
-)
+from benchmark.train import make_optimizer, train_step
 
 
 def _sync(device: torch.device) -> None:
@@ -89,7 +82,7 @@ def real_loader(run: Run, batch: int, batches: int) -> DataLoader:
     sampler = RandomSampler(run.train_set, replacement=True, num_samples=batch * batches)
     return DataLoader(
         run.train_set, batch_sampler=BatchSampler(sampler, batch, drop_last=True),
-        **loader_options(run),
+        **loader_options(run.protocol.data, run.cuda),
     )  # fmt: skip
 
 
@@ -105,27 +98,27 @@ def loader_alone(run: Run, batch: int, batches: int) -> float:
 
 def measure(run: Run, batch: int, args: argparse.Namespace) -> dict[str, float]:
     torch.manual_seed(0)
-    size = run.cfg.protocol.image.crop
+    size = run.protocol.image.crop
     images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8)
-    labels = torch.arange(batch) % run.cfg.protocol.data.classes_per_batch
+    labels = torch.arange(batch) % run.protocol.data.classes_per_batch
     if run.cuda:
         images = images.pin_memory()
     _reset_peak(run.device)
     rss_before = _rss_mib()
-    optimizer, _ = make_optimizer(run)
+    optimizer, _ = make_optimizer(run.method, run.protocol.optimizer)
     scaler = torch.amp.GradScaler(enabled=False)
-    model = torch.compile(run.method.model) if run.cfg.protocol.compile else run.method.model
+    model = torch.compile(run.method.model) if run.protocol.compile else run.method.model
     objective = Objective(model, run.method.criterion, World()).train()
     device_images = images.to(run.device).float().div(255)
-    if run.cuda and run.cfg.protocol.channels_last:
+    if run.cuda and run.protocol.channels_last:
         device_images = device_images.contiguous(memory_format=torch.channels_last)
     device_labels = labels.to(run.device)
 
     def harness() -> None:
-        train_step(run, objective, images, labels, optimizer, scaler, (0, 0))
+        train_step(run, objective, (images, labels), optimizer, scaler, (0, 0))
 
     def bare() -> None:
-        with autocast(run):
+        with autocast(run.device, run.protocol.precision):
             output = model(device_images, device_labels)
             loss = sum(run.method.criterion(output, device_labels).values())
         optimizer.zero_grad(set_to_none=True)
@@ -136,7 +129,7 @@ def measure(run: Run, batch: int, args: argparse.Namespace) -> dict[str, float]:
 
     def loop() -> None:
         real_images, real_labels = next(batches)
-        train_step(run, objective, real_images, real_labels, optimizer, scaler, (0, 0))
+        train_step(run, objective, (real_images, real_labels), optimizer, scaler, (0, 0))
 
     candidates = {"harness": harness, "bare": bare, "loop": loop}
     for step in candidates.values():
@@ -182,7 +175,7 @@ def main() -> None:
                 *([f"protocol.data.workers={args.workers}"] if args.workers is not None else []),
                 *args.set,
             ]  # fmt: skip
-            run = prepare_run(compose_config(overrides))
+            run = prepare_run(run_settings(compose_config(overrides)))
             row = {"method": method, "batch": batch, **measure(run, batch, args)}
             row["loader_images_per_second"] = loader_alone(run, batch, args.steps * 4)
             rows.append(row)

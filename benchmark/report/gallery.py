@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.care_maps import care_map_png, has_care_maps
 from benchmark.report import figures
 from benchmark.report.figures import EMBEDDING_METHODS, FigureItem
 from benchmark.report.grid import Grid
@@ -91,28 +90,22 @@ def embedding_figure(grid: Grid, dataset: str) -> FigureItem:
 
 
 def care_map_figures(grid: Grid) -> list[FigureItem]:
-    """CARE-map grids (CNENet Figure 3), one per CNENet variant x dataset, from the first seed's
-    checkpoint (or a <run_dir>/care_maps.png the run already rendered)."""
+    """CARE-map grids (CNENet Figure 3), one per method x dataset whose first seed's run has a
+    care_maps.png (the evaluate stage writes it for methods with nuance maps)."""
     items = []
     for (method, dataset), runs in grid.results.groupby(["method", "dataset"], sort=True):
         seed, run_dir = sorted(zip(runs["seed"], runs["run_dir"], strict=True))[0]
-        run_dir = Path(run_dir)
-        rendered = run_dir / "care_maps.png"
-        config = run_dir / "config.yaml"
-        if not rendered.is_file() and not (config.is_file() and has_care_maps(run_dir)):
+        rendered = Path(run_dir) / "care_maps.png"
+        if not rendered.is_file():
             continue
         name = f"care_maps_{method}_{dataset}_seed{seed}.png"
         title = f"CARE maps M and refined maps E: {method} on {dataset}, seed {seed}"
         caption = (
-            f"Test images of two classes (rows); columns: image, M_1..M_l, E_1..E_l, from "
-            f"{grid.link(run_dir / 'checkpoint.pt')} (python -m benchmark.care_maps <run dir>)."
+            f"Test images of two classes (rows); columns: image, M_1..M_l, E_1..E_l, rendered "
+            f"by the evaluation of {grid.link(Path(run_dir))} (python -m benchmark.care_maps "
+            "<run dir> re-renders it)."
         )
-        try:
-            png = rendered.read_bytes() if rendered.is_file() else care_map_png(run_dir)
-        except (OSError, ValueError) as error:
-            items.append(FigureItem(name, title, caption, note=f"not rendered: {error}"))
-            continue
-        items.append(FigureItem(name, title, caption, png))
+        items.append(FigureItem(name, title, caption, rendered.read_bytes()))
     return items
 
 

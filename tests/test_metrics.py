@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-import benchmark.evaluate
-from benchmark.evaluate import nearest_neighbors, retrieval_metrics
+import benchmark.metrics
+from benchmark.metrics import nearest_neighbors, retrieval_metrics
 
 KEYS = ["recall@1", "recall@2", "recall@4", "recall@8", "map@r", "r_precision"]
 
@@ -68,7 +68,7 @@ def clustered(num_items: int, dim: int, classes: int, seed: int) -> tuple[np.nda
 
 
 def test_doctests_run_and_pass() -> None:
-    result = doctest.testmod(benchmark.evaluate)
+    result = doctest.testmod(benchmark.metrics)
     assert result.attempted >= 6
     assert result.failed == 0
 

@@ -1,0 +1,89 @@
+"""Evaluate a finished run: embed the test split with the last epoch's weights, compute the
+retrieval metrics (benchmark/metrics.py), write results.json and the report's arrays, and the
+CARE maps of methods that have them (care_maps.png). No optimiser is built.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from benchmark.atomic import save_atomic_npy
+from benchmark.capabilities import has_nuance_maps
+from benchmark.care_maps import care_map_png, write_care_maps
+from benchmark.cell import Run, autocast, loader_options, to_device_images
+from benchmark.checkpoint import load_weights
+from benchmark.distributed import gather_embeddings, shard_range
+from benchmark.metrics import retrieval_metrics
+from benchmark.param_groups import parameter_groups
+from benchmark.results import assemble, cost, write_results
+
+log = logging.getLogger("fgor")
+STALE = ("results.json", "neighbors.npy", "test_labels.npy", "test_embeddings.npy")
+
+
+@torch.no_grad()
+def embed(run: Run, model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, D) float32 embeddings and (N,) labels of the test split, in manifest order.
+
+    Under torchrun rank r embeds images r, r + N, r + 2N, ...; one all-gather assembles them.
+    """
+    model.eval()
+    protocol = run.protocol
+    total = len(run.test_set)
+    shard = shard_range(total, run.world)
+    dataset = Subset(run.test_set, shard) if run.world.distributed else run.test_set
+    options = loader_options(protocol.data, run.cuda)
+    options.pop("persistent_workers", None)
+    loader = DataLoader(dataset, batch_size=protocol.eval_batch_size, shuffle=False, **options)
+    chunks = []
+    for images, _ in loader:
+        with autocast(run.device, protocol.precision):
+            batch = to_device_images(images, run.device, protocol.channels_last)
+            chunks.append(model(batch).embedding.float().cpu())
+    return gather_embeddings(torch.cat(chunks), total, run.world), run.test_set.labels
+
+
+def save_arrays(run: Run, embeddings: torch.Tensor, labels: torch.Tensor, neighbors) -> None:
+    """The report's inputs: top-8 neighbours, test labels, the first test embeddings."""
+    save = {
+        "neighbors.npy": neighbors.astype(np.int32),  # (N, 8) top-8, self excluded
+        "test_labels.npy": labels.numpy(),
+        # the first test images (whole classes in manifest order) for the report's 2-D map
+        "test_embeddings.npy": embeddings[: run.settings.save_embeddings].numpy(),
+    }
+    for name, array in save.items():
+        save_atomic_npy(run.directory / name, array)
+
+
+def evaluate_run(run: Run, wall_start: float) -> dict[str, Any] | None:
+    """Embed the test split with the last epoch's model; write metrics and results.json.
+
+    Returns the results (``None`` on every rank but 0 under torchrun: only rank 0 writes).
+    """
+    state = load_weights(run)
+    eval_start = time.perf_counter()
+    embeddings, labels = embed(run, run.method.model)
+    if not run.world.main:
+        return None
+    metrics, per_query = retrieval_metrics(embeddings, labels, return_per_query=True)
+    eval_seconds = time.perf_counter() - eval_start
+    save_arrays(run, embeddings, labels, per_query["neighbors"])
+    optimizer = run.protocol.optimizer
+    _, groups = parameter_groups(
+        run.method, base_lr=optimizer.lr, weight_decay=optimizer.weight_decay
+    )
+    wall = state["wall_seconds"] + time.perf_counter() - wall_start
+    spent = cost(run, state, eval_seconds, wall, int(embeddings.shape[1]))
+    results = assemble(run, metrics, spent, groups)
+    write_results(run, results)
+    log.info("results: %s", {k: round(v, 2) for k, v in metrics.items()})
+    if has_nuance_maps(run.method):
+        png = care_map_png(run.method, run.test_set, run.settings.method_name)
+        log.info("CARE maps: %s", write_care_maps(run.directory, png))
+    return results
