@@ -1,0 +1,51 @@
+"""The evaluate stage on tiny runs: weights only (no optimiser), CARE maps for methods that
+have them, and refusal of a checkpoint of another config or an unfinished one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from benchmark.train import train
+
+pytestmark = pytest.mark.slow
+
+
+def test_evaluation_builds_no_optimizer(tiny_config, monkeypatch) -> None:
+    assert train(tiny_config("suite_name=weights", "stage=train")) is None
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("evaluation built an optimiser")
+
+    monkeypatch.setattr(torch.optim.Optimizer, "__init__", refuse)
+    results = train(tiny_config("suite_name=weights", "stage=evaluate"))
+    assert results is not None and set(results["metrics"]) >= {"recall@1", "map@r"}
+    assert results["param_groups"], "the parameter-group summary is still recorded"
+
+
+def test_evaluation_renders_care_maps_only_for_methods_with_nuance_maps(tiny_config) -> None:
+    cnenet = tiny_config("method=cnenet", "suite_name=maps")
+    baseline = tiny_config("method=baseline", "suite_name=maps")
+    train(cnenet)
+    train(baseline)
+    picture = Image.open(Path(cnenet.run_dir) / "care_maps.png").convert("L")
+    pixels = np.asarray(picture, dtype=float)
+    assert pixels.shape[1] > pixels.shape[0]  # 1 + 2 l = 9 columns, 4 rows
+    assert pixels.std() > 20, "the figure is blank"
+    assert not (Path(baseline.run_dir) / "care_maps.png").exists()
+
+
+def test_evaluation_refuses_an_unfinished_or_other_checkpoint(tiny_config) -> None:
+    train(tiny_config("suite_name=short", "stage=train", "protocol.epochs=1"))
+    with pytest.raises(RuntimeError, match="different config"):
+        train(tiny_config("suite_name=short", "stage=evaluate"))
+    cfg = tiny_config("suite_name=short", "stage=evaluate", "protocol.epochs=1")
+    path = Path(cfg.run_dir) / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)
+    torch.save({**state, "epoch": 0}, path)  # the same config, cut short by hand
+    with pytest.raises(RuntimeError, match=r"holds epoch 0 of 1; train to the end first"):
+        train(cfg)
