@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Subset
 
 from benchmark.atomic import save_atomic_npy
 from benchmark.capabilities import has_nuance_maps
-from benchmark.care_maps import care_map_png, write_care_maps
+from benchmark.care_maps import CARE_MAPS, care_map_png, write_care_maps
 from benchmark.cell import Run, autocast, loader_options, to_device_images
 from benchmark.checkpoint import load_weights
 from benchmark.distributed import gather_embeddings, shard_range
@@ -24,7 +24,7 @@ from benchmark.param_groups import parameter_groups
 from benchmark.results import assemble, cost, write_results
 
 log = logging.getLogger("fgor")
-STALE = ("results.json", "neighbors.npy", "test_labels.npy", "test_embeddings.npy")
+STALE = ("results.json", "neighbors.npy", "test_labels.npy", "test_embeddings.npy", CARE_MAPS)
 
 
 @torch.no_grad()
