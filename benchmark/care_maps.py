@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 from pathlib import Path
 
 import matplotlib
@@ -33,9 +34,11 @@ def pick_images(labels: torch.Tensor, classes: int, per_class: int) -> list[int]
 
 
 def has_care_maps(run_dir: Path) -> bool:
-    """Whether the run's method is a CNENet variant (its model exposes nuance_maps)."""
-    cfg = OmegaConf.load(Path(run_dir) / "config.yaml")
-    return cfg.method.builder in ("cnenet", "cnenet_triplet")
+    """Whether the run's method declares nuance maps (results.json ``capabilities``)."""
+    results = Path(run_dir) / "results.json"
+    if not results.is_file():
+        return False
+    return bool(json.loads(results.read_text()).get("capabilities", {}).get("nuance_maps"))
 
 
 def render_care_maps(run_dir: Path, *, classes: int = 2, per_class: int = 2) -> Path:
@@ -53,13 +56,13 @@ def care_map_png(run_dir: Path, *, classes: int = 2, per_class: int = 2) -> byte
     train_set, test_set, _ = build_datasets(cfg)
     method, _ = build_run_method(cfg, train_set.num_classes)
     model = method.model
-    if not hasattr(model, "nuance_maps"):
-        raise ValueError(f"{run_dir}: method {cfg.method.name!r} has no CARE maps (not CNENet)")
+    if method.nuance_maps is None:
+        raise ValueError(f"{run_dir}: method {cfg.method.name!r} declares no nuance maps")
     state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     indices = pick_images(test_set.labels, classes, per_class)
     images = torch.stack([test_set[i][0] for i in indices]).float() / 255  # (B, 3, H, W)
-    maps, refined = model.nuance_maps(images)  # (B, l, H, W) each
+    maps, refined = method.nuance_maps(images)  # (B, l, H, W) each
     num_maps = maps.shape[1]
     columns = 1 + 2 * num_maps
     figure, axes = plt.subplots(

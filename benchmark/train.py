@@ -186,7 +186,12 @@ def lr_factor(epoch: int, cfg: DictConfig) -> float:
 
 def make_optimizer(run: Run) -> tuple[torch.optim.Optimizer, list[dict[str, Any]]]:
     opt = run.cfg.protocol.optimizer
-    groups, summary = parameter_groups(run.method, base_lr=opt.lr, weight_decay=opt.weight_decay)
+    groups, summary = parameter_groups(
+        run.method,
+        base_lr=opt.lr,
+        weight_decay=opt.weight_decay,
+        new_layer_lr_multiplier=run.cfg.protocol.new_layer_lr_multiplier,
+    )
     if opt.name == "sgd":
         optimizer = torch.optim.SGD(groups, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov)
     elif opt.name == "adam":
@@ -306,7 +311,7 @@ def train_one_epoch(
         values = train_step(run, objective, images, labels, optimizer, scaler, (epoch, step))
         for name, value in values.items():
             sums[name] = sums.get(name, 0.0) + value
-        for name, value in getattr(run.method.criterion, "last_stats", {}).items():
+        for name, value in run.method.last_stats().items():
             stats[name] = stats.get(name, 0.0) + float(value)
         seen += len(labels) * run.world.size  # images of the global batch
         steps += 1
@@ -550,6 +555,7 @@ def evaluate_run(run: Run, wall_start: float) -> dict[str, Any] | None:
         "runtime": runtime_settings(run),
         "param_groups": group_summary,
         "declared": run.method.declared,
+        "capabilities": run.method.capabilities(),
         "backbone_weights": run.backbone.weights,
         "provenance": provenance(run.device, run.manifest_sha256),
         "config": OmegaConf.to_container(cfg),

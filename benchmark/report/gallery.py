@@ -9,7 +9,7 @@ import pandas as pd
 
 from benchmark.care_maps import care_map_png, has_care_maps
 from benchmark.report import figures
-from benchmark.report.figures import EMBEDDING_METHODS, FigureItem
+from benchmark.report.figures import FigureItem, embedding_methods
 from benchmark.report.grid import Grid
 
 EXAMPLE_QUERIES = 4
@@ -42,7 +42,7 @@ def manifest_path(config: dict, data_root: Path) -> tuple[Path, str]:
 
 def retrieval_figures(grid: Grid, dataset: str, data_root: Path) -> list[FigureItem]:
     items = []
-    for run in example_runs(grid, dataset, EMBEDDING_METHODS):
+    for run in example_runs(grid, dataset, embedding_methods(grid)):
         name = f"retrieval_{run['method']}_{dataset}.png"
         title = f"Retrieval examples: {run['method']} on {dataset}, seed {run['seed']}"
         run_dir = Path(run["run_dir"])
@@ -67,7 +67,7 @@ def retrieval_figures(grid: Grid, dataset: str, data_root: Path) -> list[FigureI
 
 def embedding_figure(grid: Grid, dataset: str) -> FigureItem:
     panels, absent = [], []
-    for run in example_runs(grid, dataset, EMBEDDING_METHODS):
+    for run in example_runs(grid, dataset, embedding_methods(grid)):
         run_dir = Path(run["run_dir"])
         path = run_dir / "test_embeddings.npy"
         if not (path.is_file() and (run_dir / "test_labels.npy").is_file()):
