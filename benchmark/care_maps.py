@@ -57,7 +57,9 @@ def care_map_png(run_dir: Path, *, classes: int = 2, per_class: int = 2) -> byte
     method, _ = build_run_method(cfg, train_set.num_classes)
     model = method.model
     if method.nuance_maps is None:
-        raise ValueError(f"{run_dir}: method {cfg.method.name!r} declares no nuance maps")
+        raise ValueError(
+            f"{run_dir}: method {cfg.method.name!r} has no CARE maps (declares no nuance_maps)"
+        )
     state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     indices = pick_images(test_set.labels, classes, per_class)
