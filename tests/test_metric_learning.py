@@ -148,16 +148,16 @@ def test_loss_decreases_on_separable_toy_data(name: str) -> None:
 
 def test_miner_config_fails_loudly() -> None:
     assert build_miner(None, None) is None
-    with pytest.raises(ValueError, match="did you mean 'BatchHardMiner'.*valid miner names"):
+    with pytest.raises(ValueError, match=r"did you mean 'BatchHardMiner'.*valid miner names"):
         build_miner("BatchHardMinr", {})
-    with pytest.raises(ValueError, match="epsilonn.*did you mean 'epsilon'"):
+    with pytest.raises(ValueError, match=r"epsilonn.*did you mean 'epsilon'"):
         build_miner("MultiSimilarityMiner", {"epsilonn": 0.1})
 
 
 def test_loss_config_fails_loudly_naming_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match="did you mean 'ProxyAnchorLoss'.*SoftTripleLoss"):
+    with pytest.raises(ValueError, match=r"did you mean 'ProxyAnchorLoss'.*SoftTripleLoss"):
         build("proxy_anchor", loss="ProxyAnchorLos")
-    with pytest.raises(ValueError, match="marign.*did you mean 'margin'.*alpha"):
+    with pytest.raises(ValueError, match=r"marign.*did you mean 'margin'.*alpha"):
         build("proxy_anchor", loss_options={"marign": 0.1})
     with pytest.raises(ValueError, match="needs class_balanced_sampler"):
         build("triplet", class_balanced_sampler=False)
@@ -170,6 +170,7 @@ def test_loss_config_fails_loudly_naming_the_valid_ones() -> None:
 
 def naive_multiplier(name: str, method: Method, protocol: float) -> float:
     """The rule written out: backbone 1; new layers protocol x ratio (longest prefix, else 1)."""
+
     def matches(prefix: str) -> bool:
         return name == prefix or name.startswith(prefix + ".")
 

@@ -12,8 +12,8 @@ from torch import nn
 from benchmark.config import compose_config, method_kwargs, validate
 from benchmark.param_groups import parameter_groups
 from methods import baseline, triplet  # noqa: F401  (register builders)
-from methods.registry import Method, ModelOutput, available_methods, build_method
 from methods.losses import PAIR_STATS, pair_distance_stats
+from methods.registry import Method, ModelOutput, available_methods, build_method
 from methods.triplet import BatchHardTripletLoss, add_triplet
 from tests.test_metric_learning import FEATURE_DIM, TinyBackbone
 
