@@ -23,7 +23,6 @@ import torch
 from omegaconf import OmegaConf
 
 from benchmark.atomic import write_atomic
-from benchmark.capabilities import has_nuance_maps
 from benchmark.cell import build_datasets, build_run_method
 from benchmark.config import run_settings
 from benchmark.data.dataset import RetrievalImages
@@ -49,12 +48,12 @@ def care_map_png(
     per_class: int = 2,
 ) -> bytes:
     """The figure of a method with trained weights, as PNG bytes."""
-    if not has_nuance_maps(method):
-        raise ValueError(f"method {title!r} has no CARE maps (not CNENet)")
+    if method.nuance_maps is None:
+        raise ValueError(f"method {title!r} has no CARE maps (declares no nuance_maps)")
     device = next(method.model.parameters()).device
     indices = pick_images(test_set.labels, classes, per_class)
     images = torch.stack([test_set[i][0] for i in indices]).float() / 255  # (B, 3, H, W)
-    maps, refined = method.model.nuance_maps(images.to(device))  # (B, l, H, W) each
+    maps, refined = method.nuance_maps(images.to(device))  # (B, l, H, W) each
     maps, refined = maps.cpu(), refined.cpu()
     num_maps = maps.shape[1]
     columns = 1 + 2 * num_maps
@@ -97,9 +96,9 @@ def render_care_maps(run_dir: Path, *, classes: int = 2, per_class: int = 2) -> 
     settings = run_settings(OmegaConf.load(run_dir / "config.yaml"))
     train_set, test_set, _ = build_datasets(settings.dataset, settings.protocol, settings.seed)
     method, _ = build_run_method(settings, train_set.num_classes)
-    if not has_nuance_maps(method):
+    if method.nuance_maps is None:
         raise ValueError(
-            f"{run_dir}: method {settings.method_name!r} has no CARE maps (not CNENet)"
+            f"{run_dir}: method {settings.method_name!r} has no CARE maps (declares no nuance_maps)"
         )
     state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
     method.model.load_state_dict(state["model"])

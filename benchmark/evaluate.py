@@ -14,7 +14,6 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from benchmark.atomic import save_atomic_npy
-from benchmark.capabilities import has_nuance_maps
 from benchmark.care_maps import CARE_MAPS, care_map_png, write_care_maps
 from benchmark.cell import Run, autocast, loader_options, to_device_images
 from benchmark.checkpoint import load_weights
@@ -76,14 +75,17 @@ def evaluate_run(run: Run, wall_start: float) -> dict[str, Any] | None:
     save_arrays(run, embeddings, labels, per_query["neighbors"])
     optimizer = run.protocol.optimizer
     _, groups = parameter_groups(
-        run.method, base_lr=optimizer.lr, weight_decay=optimizer.weight_decay
+        run.method,
+        base_lr=optimizer.lr,
+        weight_decay=optimizer.weight_decay,
+        new_layer_lr_multiplier=run.protocol.new_layer_lr_multiplier,
     )
     wall = state["wall_seconds"] + time.perf_counter() - wall_start
     spent = cost(run, state, eval_seconds, wall, int(embeddings.shape[1]))
     results = assemble(run, metrics, spent, groups)
     write_results(run, results)
     log.info("results: %s", {k: round(v, 2) for k, v in metrics.items()})
-    if has_nuance_maps(run.method):
+    if run.method.nuance_maps is not None:
         png = care_map_png(run.method, run.test_set, run.settings.method_name)
         log.info("CARE maps: %s", write_care_maps(run.directory, png))
     return results

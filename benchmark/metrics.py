@@ -1,8 +1,8 @@
 """Retrieval metrics on (embeddings, labels): Recall@K, MAP@R, R-Precision.
 
-Protocol (DESIGN.md): cosine similarity on L2-normalised embeddings; every test image is a query
-and every *other* test image is the gallery. The query itself is masked out by index, so exact
-duplicate images (identical embeddings) stay in each other's gallery.
+Protocol (docs/protocol.md): cosine similarity on L2-normalised embeddings; every test image is
+a query and every *other* test image is the gallery. The query itself is masked out by index, so
+exact duplicate images (identical embeddings) stay in each other's gallery.
 
 Choices, fixed here once for every method:
 

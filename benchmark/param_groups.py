@@ -2,8 +2,12 @@
 
 Names: ``model.named_parameters()`` as they are, the criterion's as ``criterion.<name>``
 (methods.registry). A prefix matches a name at a dot boundary (``head`` matches ``head.weight``,
-not ``header.weight``). For ``lr_multipliers`` the longest matching prefix wins and unmatched
-parameters get 1.0. A prefix that matches no parameter is an error (a typo must fail loudly).
+not ``header.weight``). A prefix that matches no parameter is an error (a typo must fail loudly).
+
+Learning rates: the protocol owns the new-layer rate. A parameter under one of the method's
+``new_layers`` trains at ``base_lr x new_layer_lr_multiplier x ratio``, where ``ratio`` is the
+method's ``lr_ratios`` entry of the longest matching prefix (1 when none); every other parameter
+is the pretrained backbone's and trains at ``base_lr``.
 
 Weight decay [choice, DINO style]: none for biases and other 1-D parameters (norm scales and
 shifts), and none for criterion parameters: every proxy / class-weight matrix here is
@@ -54,15 +58,30 @@ def _check_prefixes(prefixes: Iterable[str], names: list[str], field: str) -> No
         )
 
 
-def resolve_lr_multipliers(method: Method) -> dict[str, float]:
-    """Parameter name -> learning-rate multiplier (longest matching prefix, else 1.0)."""
+def resolve_lr_multipliers(method: Method, new_layer_lr_multiplier: float) -> dict[str, float]:
+    """Parameter name -> learning-rate multiplier relative to the base rate (module docstring)."""
     names = [n for n, _ in named_method_parameters(method)]
-    _check_prefixes(method.lr_multipliers, names, "lr_multipliers")
+    _check_prefixes(method.new_layers, names, "new_layers")
+    _check_prefixes(method.lr_ratios, names, "lr_ratios")
     resolved = {}
     for name in names:
-        prefix = longest_prefix(name, method.lr_multipliers)
-        resolved[name] = 1.0 if prefix is None else float(method.lr_multipliers[prefix])
+        if longest_prefix(name, method.new_layers) is None:
+            resolved[name] = 1.0
+            continue
+        ratio = longest_prefix(name, method.lr_ratios)
+        scale = 1.0 if ratio is None else float(method.lr_ratios[ratio])
+        resolved[name] = float(new_layer_lr_multiplier) * scale
     return resolved
+
+
+def group_of(method: Method, name: str) -> str:
+    """The group a parameter belongs to: its ``lr_ratios`` prefix, else its new layer, else
+    ``backbone``."""
+    return (
+        longest_prefix(name, method.lr_ratios)
+        or longest_prefix(name, method.new_layers)
+        or "backbone"
+    )
 
 
 def decays(name: str, param: torch.Tensor) -> bool:
@@ -71,28 +90,29 @@ def decays(name: str, param: torch.Tensor) -> bool:
 
 
 def parameter_groups(
-    method: Method, *, base_lr: float, weight_decay: float
+    method: Method, *, base_lr: float, weight_decay: float, new_layer_lr_multiplier: float
 ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
     """Torch optimiser groups and their summary for results.json.
 
-    One group per (matched lr prefix, decay or not), named ``<prefix>`` (``default`` when no
-    prefix matched) with ``/no_decay`` appended for the decay-free half; ``lr = base_lr *
-    multiplier``. Every parameter is included, trainable now or not (warm-up freezing toggles
+    One group per (:func:`group_of`, decay or not), named after it with ``/no_decay`` appended
+    for the decay-free half; ``lr = base_lr * multiplier`` (:func:`resolve_lr_multipliers`).
+    Every parameter is included, trainable now or not (warm-up freezing toggles
     ``requires_grad``; optimisers skip parameters without a gradient).
-    Summary rows: ``{"name", "lr", "weight_decay", "num_params"}`` (num_params: elements).
+    Summary rows: ``{"name", "lr", "lr_multiplier", "weight_decay", "num_params"}``
+    (lr_multiplier: the one applied, relative to ``base_lr``; num_params: elements).
     """
-    multipliers = resolve_lr_multipliers(method)
+    multipliers = resolve_lr_multipliers(method, new_layer_lr_multiplier)
     groups: dict[str, dict[str, object]] = {}
     for name, param in named_method_parameters(method):
-        prefix = longest_prefix(name, method.lr_multipliers) or "default"
         decay = decays(name, param)
-        key = prefix if decay else f"{prefix}/no_decay"
+        key = group_of(method, name) if decay else f"{group_of(method, name)}/no_decay"
         group = groups.setdefault(
             key,
             {
                 "name": key,
                 "params": [],
                 "lr": base_lr * multipliers[name],
+                "lr_multiplier": multipliers[name],
                 "weight_decay": weight_decay if decay else 0.0,
             },
         )
@@ -102,6 +122,7 @@ def parameter_groups(
         {
             "name": g["name"],
             "lr": g["lr"],
+            "lr_multiplier": g["lr_multiplier"],
             "weight_decay": g["weight_decay"],
             "num_params": sum(p.numel() for p in g["params"]),  # type: ignore[union-attr]
         }

@@ -12,8 +12,6 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import hydra
@@ -22,54 +20,43 @@ from omegaconf import DictConfig, OmegaConf
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 from benchmark.config import DatasetConfig, validate_section
-from benchmark.data.aircraft import read_aircraft
 from benchmark.data.archives import extract_archives
 from benchmark.data.cache import build_cache
-from benchmark.data.cars import read_cars
-from benchmark.data.cub import read_cub
 from benchmark.data.dataset import cache_path
+from benchmark.data.download import fetch_missing
 from benchmark.data.manifest import (
     ExpectedCounts,
     Record,
     build_manifest,
     write_manifest,
 )
+from benchmark.data.readers import get_reader
 from benchmark.data.synthetic import generate_dataset
 
 SOURCE = "source"
 
 
-def readers(dataset: DictConfig) -> dict[str, Callable[[Path], list[Record]]]:
-    """Each reader maps an extracted (or generated) folder to records."""
-    return {
-        "cub": read_cub,
-        "cars": read_cars,
-        # boxes are clipped to the image left once the banner is cropped
-        "aircraft": partial(read_aircraft, crop_bottom=dataset.crop_bottom),
-    }
-
-
 def fill_source(dataset: DictConfig, raw_dir: Path, source: Path, workers: int) -> None:
-    """Generate the embedded dataset, or verify and extract the real archives, into ``source``."""
+    """Generate the embedded dataset, or fetch (when allowed), verify and extract the real
+    archives into ``source``."""
     if dataset.source == "generated":
         generate_dataset(source, workers=workers, **dataset.generator)
         return
-    extract_archives(dataset, raw_dir, source)
+    fetch_missing(dataset, raw_dir)
+    extract_archives(dataset, raw_dir, source, get_reader(dataset.reader).missing_help)
 
 
 def prepare(dataset: DictConfig, *, raw_dir: Path, cache_resizes: list[int], workers: int) -> Path:
     """Build the prepared folder of one dataset; returns its manifest path."""
     dataset = validate_section(dataset, DatasetConfig, "dataset")
-    known = readers(dataset)
-    if dataset.reader not in known:
-        raise ValueError(f"dataset.reader={dataset.reader!r}; valid readers: {sorted(known)}")
+    reader = get_reader(dataset.reader)  # an unknown name fails before any work
     root = Path(dataset.root)
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.staging-"))
     staging.chmod(0o755)  # mkdtemp creates 0700
     try:
         fill_source(dataset, raw_dir, staging / SOURCE, workers)
-        records = known[dataset.reader](staging / SOURCE)
+        records = reader.read(staging / SOURCE, dataset)
         records = [Record(f"{SOURCE}/{r.path}", r.label, r.class_name, r.bbox) for r in records]
         expected = ExpectedCounts(**OmegaConf.to_container(dataset.expected))
         frame = build_manifest(records, expected=expected, val_classes=dataset.val_classes)

@@ -59,6 +59,7 @@ def assemble(
         "runtime": runtime_settings(run),
         "param_groups": param_groups,
         "declared": run.method.declared,
+        "capabilities": run.method.capabilities(),
         "backbone_weights": run.backbone.weights,
         "provenance": provenance(run.device, run.manifest_sha256),
         "config": settings.resolved,

@@ -18,7 +18,7 @@ the same number of images per epoch whatever its sampler):
 
 Why not pml's MPerClassSampler: its "epoch" is ``length_before_new_iter`` samples with
 classes drawn uniformly, so neither the per-epoch image count nor coverage of every image is
-guaranteed (METHODS.md, pitfalls).
+guaranteed (docs/methods.md, pml pitfalls).
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from benchmark.atomic import write_atomic_text
-from benchmark.capabilities import logged_stats
 from benchmark.cell import (
     Run,
     autocast,
@@ -65,9 +64,14 @@ def lr_factor(epoch: int, schedule: ScheduleConfig, epochs: int) -> float:
 
 
 def make_optimizer(
-    method: Method, opt: OptimizerConfig
+    method: Method, opt: OptimizerConfig, new_layer_lr_multiplier: float
 ) -> tuple[torch.optim.Optimizer, list[dict[str, Any]]]:
-    groups, summary = parameter_groups(method, base_lr=opt.lr, weight_decay=opt.weight_decay)
+    groups, summary = parameter_groups(
+        method,
+        base_lr=opt.lr,
+        weight_decay=opt.weight_decay,
+        new_layer_lr_multiplier=new_layer_lr_multiplier,
+    )
     if opt.name == "sgd":
         optimizer = torch.optim.SGD(groups, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov)
     elif opt.name == "adam":
@@ -159,8 +163,8 @@ def train_one_epoch(
         values = train_step(run, objective, batch, optimizer, scaler, (epoch, step))
         for name, value in values.items():
             sums[name] = sums.get(name, 0.0) + value
-        for name, value in logged_stats(run.method).items():
-            stats[name] = stats.get(name, 0.0) + value
+        for name, value in run.method.last_stats().items():
+            stats[name] = stats.get(name, 0.0) + float(value)
         seen += len(batch[1]) * run.world.size  # images of the global batch
         steps += 1
         bar.set_postfix(loss=f"{sum(values.values()):.3f}",
@@ -202,7 +206,9 @@ def fit(run: Run, wall_start: float) -> float:
         write_atomic_text(run.directory / "config.yaml", OmegaConf.to_yaml(run.settings.resolved))
     log.info("run %s: %s", run.directory, provenance(run.device, run.manifest_sha256)["command"])
     log.info("runtime: %s", runtime_settings(run))
-    optimizer, _ = make_optimizer(run.method, run.protocol.optimizer)
+    optimizer, _ = make_optimizer(
+        run.method, run.protocol.optimizer, run.protocol.new_layer_lr_multiplier
+    )
     scaler = torch.amp.GradScaler(enabled=run.protocol.precision == "fp16" and run.cuda)
     state = load_for_training(run, optimizer, scaler)
     progress = {key: state[key] for key in ("history", "train_seconds", "wall_seconds")}

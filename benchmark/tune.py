@@ -127,7 +127,7 @@ def _setting(cell: Cell, section: str) -> dict[str, str]:
 
 def _follows_grid(key: str, group: list[Cell], keys: list[str], section: str) -> bool:
     """``key`` takes the value of one grid key in every cell (a ``${protocol...}``
-    interpolation in the method's config, say method.new_layer_lr_multiplier)."""
+    interpolation in the method's config, e.g. a method key set to a protocol value)."""
 
     def values(section: str, key: str) -> list[Any]:  # parsed: 10 (method) == 10.0 (protocol)
         return [json.loads(_setting(cell, section).get(key, "null")) for cell in group]

@@ -50,12 +50,11 @@ def build_baseline(
     num_classes: int,
     pooling: str = "avg",
     label_smoothing: float = 0.0,
-    new_layer_lr_multiplier: float = 1.0,
 ) -> Method:
     model = GlobalPoolingClassifier(backbone, feature_dim, num_classes, pooling)
     return Method(
         model=model,
         criterion=CrossEntropyCriterion(label_smoothing=label_smoothing),
-        lr_multipliers={"classifier": new_layer_lr_multiplier},
+        new_layers=("classifier",),
         declared={"pooling": pooling, "embedding": f"{pooling}-pooled backbone feature"},
     )

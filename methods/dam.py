@@ -4,7 +4,7 @@ Only the abstract and introduction are public; results are labelled "DAM (reimpl
 What the paper states: every iteration, keep the *least* discriminative feature elements and
 erase the rest before the loss, so only the kept elements get gradient; for a proxy-based loss
 per feature, for a pair-based loss low-discriminative elements for negative pairs and
-high-discriminative elements for positive pairs. The reconstruction (METHODS.md, [choice]):
+high-discriminative elements for positive pairs. The reconstruction (docs/methods.md, [choice]):
 
 - proxy variant: per-element contribution to the margin between the positive proxy and the
   hardest negative proxy n* (the most similar wrong class), on L2-normalised f and proxies w,
@@ -30,8 +30,8 @@ from pytorch_metric_learning import losses, miners
 from torch import nn
 
 from methods.embedding import EmbeddingHead, embedding_method
+from methods.losses import REDUCTIONS, make_reducer, pair_distance_stats, without_autocast
 from methods.registry import Method, ModelOutput, register_method
-from methods.triplet import REDUCTIONS, full_precision, make_reducer, pair_distance_stats
 
 COMBINATIONS = ("sum", "dam_only")
 PROXY_LOSSES = {
@@ -133,7 +133,7 @@ class DAMProxyCriterion(nn.Module):
         return self.loss.proxies
 
     def forward(self, output: ModelOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        with full_precision(output.embedding.device.type):
+        with without_autocast(output.embedding.device.type):
             embedding = output.embedding.float()  # (B, D)
             keep = keep_count(self.keep_ratio, embedding.shape[1])
             mask = proxy_keep_mask(embedding.detach(), self.proxies().detach(), labels, keep)
@@ -160,7 +160,7 @@ class DAMTripletCriterion(nn.Module):
         self.last_stats: dict[str, torch.Tensor] = {}
 
     def forward(self, output: ModelOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        with full_precision(output.embedding.device.type):
+        with without_autocast(output.embedding.device.type):
             normalized = F.normalize(output.embedding.float(), dim=1)  # (B, D)
             triplets = self.miner(normalized, labels)
             keep = keep_count(self.keep_ratio, normalized.shape[1])
@@ -186,8 +186,7 @@ def build_dam_proxy(
     pooling: str = "avg",
     layer_norm: bool = True,
     embedding_dim: int | None = None,
-    proxy_lr_multiplier: float = 1.0,
-    new_layer_lr_multiplier: float = 1.0,
+    proxy_lr_ratio: float = 1.0,
     frozen_backbone_epochs: int = 0,
     class_balanced_sampler: bool = True,
 ) -> Method:
@@ -206,10 +205,10 @@ def build_dam_proxy(
             "loss": f"{loss} (pml) {loss_options or {}}",
             "dam": f"proxy variant, keep ratio {keep_ratio}, combination {combination}",
         },
-        new_layer_lr_multiplier=new_layer_lr_multiplier,
-        proxy_lr_multiplier=proxy_lr_multiplier,
+        proxy_lr_ratio=proxy_lr_ratio,
         frozen_backbone_epochs=frozen_backbone_epochs,
         class_balanced_sampler=class_balanced_sampler,
+        stats=lambda: criterion.last_stats,
     )
 
 
@@ -226,7 +225,6 @@ def build_dam_triplet(
     pooling: str = "avg",
     layer_norm: bool = False,
     embedding_dim: int | None = 512,
-    new_layer_lr_multiplier: float = 1.0,
     frozen_backbone_epochs: int = 0,
 ) -> Method:
     """DAM on the batch-hard triplet loss (always P x K class-balanced batches)."""
@@ -243,8 +241,8 @@ def build_dam_triplet(
             "loss": f"batch-hard triplet (pml), margin {margin}, reduction {reduction}",
             "dam": f"triplet variant, keep ratio {keep_ratio}, combination {combination}",
         },
-        new_layer_lr_multiplier=new_layer_lr_multiplier,
-        proxy_lr_multiplier=None,
+        proxy_lr_ratio=None,
         frozen_backbone_epochs=frozen_backbone_epochs,
         class_balanced_sampler=True,
+        stats=lambda: criterion.last_stats,
     )

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from methods.registry import Method, ModelOutput
+from methods.losses import PAIR_STATS
+from methods.registry import Method, ModelOutput, Stats
 
 POOLINGS = ("avg", "max", "avg+max")
 
@@ -82,39 +83,44 @@ def embedding_method(
     head: EmbeddingHead,
     criterion: nn.Module,
     declared: dict[str, object],
-    new_layer_lr_multiplier: float,
-    proxy_lr_multiplier: float | None,
+    proxy_lr_ratio: float | None,
     frozen_backbone_epochs: int,
     class_balanced_sampler: bool,
+    stats: Stats | None = None,
 ) -> Method:
     """Assemble a :class:`Method` around :class:`EmbeddingModel`.
 
-    Learning-rate multipliers: ``head`` (the new linear layer) gets ``new_layer_lr_multiplier``;
-    the criterion's loss parameters (proxies / class weights, ``criterion.loss.*``) get
-    ``proxy_lr_multiplier``. ``frozen_backbone_epochs`` > 0 freezes ``backbone`` for that many
-    epochs (warm-up: only the head and the proxies learn).
+    New layers: ``head`` (the embedding layer) and, when the criterion has parameters, its
+    loss's proxies / class weights ``criterion.loss``, which learn ``proxy_lr_ratio`` times the
+    new-layer rate. ``frozen_backbone_epochs`` > 0 freezes ``backbone`` for that many epochs
+    (warm-up: only the head and the proxies learn). ``stats``: the criterion's pair-distance
+    statistics of the last batch (:data:`methods.triplet.PAIR_STATS`), when it keeps them.
     """
     if frozen_backbone_epochs < 0:
         raise ValueError(f"frozen_backbone_epochs must be >= 0, got {frozen_backbone_epochs}")
-    lr_multipliers = {"head": float(new_layer_lr_multiplier)}
     has_proxies = any(True for _ in criterion.parameters())
+    new_layers: tuple[str, ...] = ("head",)
+    lr_ratios = {}
     if has_proxies:
-        if proxy_lr_multiplier is None:
-            raise ValueError("a criterion with parameters needs a proxy_lr_multiplier")
-        lr_multipliers["criterion.loss"] = float(proxy_lr_multiplier)
+        if proxy_lr_ratio is None:
+            raise ValueError("a criterion with parameters needs a proxy_lr_ratio")
+        new_layers += ("criterion.loss",)
+        lr_ratios["criterion.loss"] = float(proxy_lr_ratio)
     sampler = "class_balanced" if class_balanced_sampler else None
     return Method(
         model=EmbeddingModel(backbone, head),
         criterion=criterion,
-        lr_multipliers=lr_multipliers,
+        new_layers=new_layers,
+        lr_ratios=lr_ratios,
         frozen_epochs={"backbone": frozen_backbone_epochs} if frozen_backbone_epochs else {},
         declared={
             **head.describe(),
             **declared,
             "sampler": sampler or "random",
             "frozen_backbone_epochs": frozen_backbone_epochs,
-            "new_layer_lr_multiplier": float(new_layer_lr_multiplier),
-            **({"proxy_lr_multiplier": float(proxy_lr_multiplier)} if has_proxies else {}),
+            **({"proxy_lr_ratio": float(proxy_lr_ratio)} if has_proxies else {}),  # type: ignore[arg-type]
         },
         sampler=sampler,
+        stat_names=PAIR_STATS if stats is not None else (),
+        training_stats=stats,
     )

@@ -35,9 +35,13 @@ class ModelOutput:
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+Stats = Callable[[], dict[str, torch.Tensor]]
+NuanceMaps = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
 @dataclass
 class Method:
-    """A built method.
+    """A built method: its modules, what it adds to the backbone, and what it can do.
 
     model: ``model(images, labels=None) -> ModelOutput``; ``labels`` is given in training only,
         for methods whose forward depends on it (most ignore it). In ``eval()`` mode the forward
@@ -45,23 +49,72 @@ class Method:
     criterion: ``criterion(output, labels) -> dict[str, Tensor]`` of named, already weighted
         scalar loss terms; the training loop sums and logs each. It may hold parameters
         (proxies); they are optimised with the model.
-    lr_multipliers: parameter-name prefix -> learning-rate multiplier. Names are those of
-        ``model.named_parameters()``, and ``criterion.<name>`` for the criterion's. The longest
-        matching prefix wins; unmatched parameters get 1.0.
+    new_layers: parameter-name prefixes of every layer that is not the pretrained backbone
+        (heads, embedding layers, CARE-map generator, NEM, classifier, and the criterion's
+        proxies / class weights as ``criterion.<name>``). Names are those of
+        ``model.named_parameters()`` and ``criterion.<name>`` for the criterion's; a prefix
+        matches at a dot boundary. benchmark/ trains them at the protocol's
+        ``new_layer_lr_multiplier`` x the base rate; every other parameter is the backbone's
+        and trains at the base rate.
+    lr_ratios: method-specific learning-rate ratios *relative to the new-layer rate*, as
+        ``{prefix: ratio}``; each prefix lies inside a declared new layer (e.g. Proxy-Anchor's
+        proxies: ``{"criterion.loss": 100.0}`` -> base lr x protocol multiplier x 100). The
+        longest matching prefix wins; new-layer parameters under none get ratio 1.
     frozen_epochs: parameter-name prefixes frozen during the first N epochs, as
         ``{prefix: N}`` (e.g. ProxyNCA++ warm-up: ``{"backbone": 1}``).
     declared: what the method changes beyond its own loss (pooling, normalisation, embedding
         layer, sampler ...), copied into results.json so reports can show it.
     sampler: ``None`` for plain shuffled batches, or ``"class_balanced"`` when the criterion
         needs P x K batches (the protocol's ``classes_per_batch`` sets P).
+    siamese: the training forward runs the backbone over a second, transformed copy of the
+        batch (2x backbone cost; CNENet's L_SA branch).
+    nuance_maps: for methods with CARE maps, ``images (B, 3, H, W) -> (M, E)``, each
+        (B, l, H, W) in [0, 1] at image size, without gradients (CNENet Figure 3); else None.
+    stat_names: names of the training statistics the method reports after each forward (not
+        loss terms; e.g. pair distances for the collapse check).
+    training_stats: ``() -> {name: 0-dim tensor}`` of the last training batch, keys
+        ``stat_names``; None when ``stat_names`` is empty.
     """
 
     model: nn.Module
     criterion: nn.Module
-    lr_multipliers: dict[str, float] = field(default_factory=dict)
+    new_layers: tuple[str, ...] = ()
+    lr_ratios: dict[str, float] = field(default_factory=dict)
     frozen_epochs: dict[str, int] = field(default_factory=dict)
     declared: dict[str, object] = field(default_factory=dict)
     sampler: str | None = None
+    siamese: bool = False
+    nuance_maps: NuanceMaps | None = None
+    stat_names: tuple[str, ...] = ()
+    training_stats: Stats | None = None
+
+    def __post_init__(self) -> None:
+        if bool(self.stat_names) != (self.training_stats is not None):
+            raise ValueError("Method: stat_names and training_stats go together")
+        outside = [
+            p for p in self.lr_ratios if not any(_within(p, layer) for layer in self.new_layers)
+        ]
+        if outside:
+            raise ValueError(
+                f"Method.lr_ratios prefix(es) {outside} lie in no new layer {list(self.new_layers)}"
+            )
+
+    def last_stats(self) -> dict[str, torch.Tensor]:
+        """The training statistics of the last forward (empty for a method that logs none)."""
+        return {} if self.training_stats is None else self.training_stats()
+
+    def capabilities(self) -> dict[str, object]:
+        """What the method can do, as plain data (results.json ``capabilities``)."""
+        return {
+            "siamese": self.siamese,
+            "nuance_maps": self.nuance_maps is not None,
+            "stats": list(self.stat_names),
+        }
+
+
+def _within(prefix: str, layer: str) -> bool:
+    """Whether parameter-name prefix ``prefix`` lies inside the layer prefix ``layer``."""
+    return prefix == layer or prefix.startswith(layer + ".")
 
 
 Builder = Callable[..., Method]

@@ -1,6 +1,6 @@
 """Triplet-augmented variants: a method's own loss plus a batch-hard triplet term.
 
-The term (METHODS.md, "Triplet-augmented variants"): pytorch-metric-learning ``BatchHardMiner``
+The term (docs/methods.md, "Triplet-augmented variants"): pytorch-metric-learning ``BatchHardMiner``
 (hardest positive and hardest negative of every anchor, Euclidean distance on the L2-normalised
 descriptor) + ``TripletMarginLoss`` (margin 0.2), weight 1, added to the method's terms under the
 name ``triplet``. It needs P x K class-balanced batches, so the wrapped method's sampler becomes
@@ -11,9 +11,10 @@ are the two registered variants. Their base method's keyword arguments arrive as
 YAML composes the base method's own config into it), so the variant always trains exactly the
 base recipe plus the term.
 
-Collapse check (METHODS.md pitfalls): every forward stores detached 0-dim tensors in
-``criterion.last_stats`` (mean positive / negative pair distances and the mean hardest ones, on
-the L2-normalised descriptor); they are statistics, not loss terms, and the loop may log them.
+Collapse check (docs/methods.md, pitfalls): every forward keeps detached 0-dim pair statistics
+(mean positive / negative pair distances and the mean hardest ones, on the L2-normalised
+descriptor); the variant declares them as ``Method.stat_names`` and returns them from
+``Method.training_stats``. They are statistics, not loss terms; the loop logs them.
 """
 
 from __future__ import annotations
@@ -22,50 +23,11 @@ import dataclasses
 
 import torch
 import torch.nn.functional as F
-from pytorch_metric_learning import losses, miners, reducers
+from pytorch_metric_learning import losses, miners
 from torch import nn
 
+from methods.losses import PAIR_STATS, make_reducer, pair_distance_stats, without_autocast
 from methods.registry import Method, ModelOutput, build_method, register_method
-
-REDUCTIONS = {"mean_nonzero": reducers.AvgNonZeroReducer, "mean": reducers.MeanReducer}
-
-
-def make_reducer(reduction: str) -> reducers.BaseReducer:
-    """``mean_nonzero`` (pml's default for triplets: mean over violating triplets) or ``mean``."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {sorted(REDUCTIONS)}, got {reduction!r}")
-    return REDUCTIONS[reduction]()
-
-
-def full_precision(device_type: str) -> torch.autocast:
-    """Losses run in float32 outside autocast: pml casts its proxies to the embedding's dtype
-    in place (``cast_types``), which would turn fp32 parameters into fp16 ones under AMP."""
-    return torch.autocast(device_type=device_type, enabled=False)
-
-
-@torch.no_grad()
-def pair_distance_stats(embedding: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Collapse check on a batch: Euclidean distances of the L2-normalised embeddings.
-
-    positive_distance / negative_distance: mean over all positive / negative pairs;
-    hardest_positive_distance / hardest_negative_distance: mean over anchors of the largest
-    positive / smallest negative distance. NaN where the batch has no such pair.
-    """
-    normalized = F.normalize(embedding.detach().float(), dim=1)
-    distances = torch.cdist(normalized, normalized)  # (B, B)
-    same = labels[:, None] == labels[None, :]
-    positive = same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
-    negative = ~same
-    nan = torch.tensor(float("nan"), device=distances.device)
-    has_positive, has_negative = positive.any(1), negative.any(1)
-    hardest_positive = distances.masked_fill(~positive, float("-inf")).amax(1)[has_positive]
-    hardest_negative = distances.masked_fill(~negative, float("inf")).amin(1)[has_negative]
-    return {
-        "positive_distance": distances[positive].mean() if positive.any() else nan,
-        "negative_distance": distances[negative].mean() if negative.any() else nan,
-        "hardest_positive_distance": hardest_positive.mean() if has_positive.any() else nan,
-        "hardest_negative_distance": hardest_negative.mean() if has_negative.any() else nan,
-    }
 
 
 class BatchHardTripletLoss(nn.Module):
@@ -79,7 +41,7 @@ class BatchHardTripletLoss(nn.Module):
         self.last_stats: dict[str, torch.Tensor] = {}
 
     def forward(self, embedding: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        with full_precision(embedding.device.type):
+        with without_autocast(embedding.device.type):
             normalized = F.normalize(embedding.float(), dim=1)  # (B, D)
             triplets = self.miner(normalized, labels)  # (anchors, positives, negatives)
             loss = self.loss(normalized, labels, triplets)
@@ -94,7 +56,6 @@ class TripletAugmentedCriterion(nn.Module):
         super().__init__()
         self.base = base
         self.triplet = triplet
-        self.last_stats: dict[str, torch.Tensor] = {}
 
     def forward(self, output: ModelOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         terms = dict(self.base(output, labels))
@@ -106,7 +67,6 @@ class TripletAugmentedCriterion(nn.Module):
                 "the triplet term needs one descriptor per labelled image"
             )
         terms["triplet"] = self.triplet(output.embedding, labels)
-        self.last_stats = {**getattr(self.base, "last_stats", {}), **self.triplet.last_stats}
         return terms
 
 
@@ -124,10 +84,16 @@ def add_triplet(
     if method.sampler not in (None, "class_balanced"):
         raise ValueError(f"cannot add a triplet term to a method with sampler {method.sampler!r}")
     triplet = BatchHardTripletLoss(margin=margin, weight=weight, reduction=reduction)
+    base_stats = method.last_stats
+
+    def stats() -> dict[str, torch.Tensor]:
+        return {**base_stats(), **triplet.last_stats}
+
     return dataclasses.replace(
         method,
         criterion=TripletAugmentedCriterion(method.criterion, triplet),
-        lr_multipliers={_rename_criterion_prefix(k): v for k, v in method.lr_multipliers.items()},
+        new_layers=tuple(_rename_criterion_prefix(k) for k in method.new_layers),
+        lr_ratios={_rename_criterion_prefix(k): v for k, v in method.lr_ratios.items()},
         frozen_epochs={_rename_criterion_prefix(k): v for k, v in method.frozen_epochs.items()},
         declared={
             **method.declared,
@@ -136,6 +102,8 @@ def add_triplet(
             "sampler": "class_balanced",
         },
         sampler="class_balanced",
+        stat_names=tuple(dict.fromkeys((*method.stat_names, *PAIR_STATS))),
+        training_stats=stats,
     )
 
 

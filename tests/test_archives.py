@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import io
 import os
@@ -21,6 +22,8 @@ from benchmark.data.archives import (
     safe_extract,
     verify_archive,
 )
+from benchmark.data.download import fetch_missing
+from benchmark.data.readers import available_readers, get_reader
 from tests.fixtures_real import serve
 
 FILES = {
@@ -313,8 +316,9 @@ def test_extract_archives_names_missing_files(tmp_path: Path) -> None:
 
 def test_extract_archives_cars_message_lists_both_packagings(tmp_path: Path) -> None:
     config = dataset_config(tmp_path, {"car_ims.tgz": b"", "cars_annos.mat": b""}, reader="cars")
+    help_text = get_reader("cars").missing_help
     with pytest.raises(ArchiveError) as error:
-        extract_archives(config, tmp_path / "raw", tmp_path / "source")
+        extract_archives(config, tmp_path / "raw", tmp_path / "source", help_text)
     for name in ("car_ims.tgz", "cars_annos.mat", "cars_train.tgz", "car_devkit.tgz"):
         assert name in str(error.value)
 
@@ -325,6 +329,29 @@ def test_extract_archives_downloads_when_allowed(tmp_path: Path) -> None:
     with serve({"a.tgz": data}) as server:
         config = dataset_config(raw, {"a.tgz": data}, download=True)
         config.archives[0].url = server.url("a.tgz")
+        fetch_missing(config, raw)
         extract_archives(config, raw, tmp_path / "source")
     assert (raw / "a.tgz").read_bytes() == data
     assert tree(tmp_path / "source") == FILES
+
+
+def test_readers_are_registered_by_name_and_an_unknown_one_lists_them() -> None:
+    assert set(available_readers()) >= {"cub", "cars", "aircraft"}
+    assert get_reader("cub").missing_help is None
+    with pytest.raises(ValueError, match=r"valid readers: .*'aircraft'.*'cars'.*'cub'"):
+        get_reader("stanford_dogs")
+
+
+def test_archives_imports_neither_download_nor_a_reader_and_has_no_dataset_branch() -> None:
+    tree_ = ast.parse(Path(archives.__file__).read_text())
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree_)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert not {m for m in imported if m and m.startswith("benchmark.data.")} - {
+        "benchmark.data.manifest"
+    }
+    constants = {n.value for n in ast.walk(tree_) if isinstance(n, ast.Constant)}
+    assert not {"cars", "cub", "aircraft"} & constants

@@ -436,7 +436,7 @@ def test_every_parameter_of_every_variant_gets_a_gradient(flags: dict) -> None:
     ]
     assert not missing
     new_layers = [n for n, _ in method.model.named_parameters() if not n.startswith("backbone")]
-    assert all(any(n.startswith(p) for p in method.lr_multipliers) for n in new_layers)
+    assert all(any(n.startswith(p + ".") for p in method.new_layers) for n in new_layers)
 
 
 def test_criterion_weights_and_branch_options() -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from benchmark.data.archives import ArchiveError
-from benchmark.data.download import CARS_PACKAGINGS, DownloadError, cars_missing_message, download
+from benchmark.data.cars import CARS_PACKAGINGS, cars_missing_message
+from benchmark.data.download import DownloadError, download
 from tests.fixtures_real import serve
 
 DATA = os.urandom(300_000)

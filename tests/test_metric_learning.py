@@ -1,7 +1,7 @@
 """pytorch-metric-learning baselines, their parameter groups and warm-up freezing.
 
-Losses are checked against formulas written here; every builder of methods.metric_learning,
-methods.triplet and methods.dam builds, trains one step and gives every parameter a gradient.
+Losses are checked against formulas written here; every metric-learning method config, the
+triplet variants and DAM build, train one step and give every parameter a gradient.
 """
 
 from __future__ import annotations
@@ -12,16 +12,17 @@ import pytest
 import torch
 from torch import nn
 
+from benchmark.config import compose_config, method_kwargs, validate
 from benchmark.param_groups import apply_frozen, parameter_groups, resolve_lr_multipliers
 from methods import baseline, dam, metric_learning, triplet  # noqa: F401  (register builders)
-from methods.metric_learning import build_miner, build_proxynca_pp
+from methods.metric_learning import build_metric_learning, build_miner
 from methods.registry import Method, ModelOutput, build_method
 
 FEATURE_DIM = 8
 NUM_CLASSES = 4
 OURS = [
     "proxynca_pp", "proxy_anchor", "multi_similarity", "norm_softmax", "arcface", "triplet",
-    "contrastive", "dam_proxy", "dam_triplet", "baseline_triplet",
+    "contrastive", "soft_triple", "dam_proxy", "dam_triplet", "baseline_triplet",
 ]  # fmt: skip
 
 
@@ -40,8 +41,10 @@ class TinyBackbone(nn.Module):
 
 
 def build(name: str, **kwargs: object) -> Method:
+    """The method of configs/method/<name>.yaml on a tiny backbone; ``kwargs`` override keys."""
+    cfg = validate(compose_config([f"method={name}"]))
     runtime = {"backbone": TinyBackbone(), "feature_dim": FEATURE_DIM, "num_classes": NUM_CLASSES}
-    return build_method(name, **runtime, **kwargs)
+    return build_method(cfg.method.builder, **runtime, **{**method_kwargs(cfg), **kwargs})
 
 
 def pk_batch(noise: float = 1.0, per_class: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,7 +78,8 @@ def test_builds_trains_one_step_and_every_parameter_gets_a_gradient(name: str) -
     missing = [n for n, p in named if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, f"{name}: no (non-zero) gradient for {missing}"
     assert all(torch.isfinite(p.grad).all() for _, p in named)
-    stats = method.criterion.last_stats
+    stats = method.last_stats()
+    assert set(stats) == set(method.stat_names) and method.capabilities()["stats"]
     assert 0 < float(stats["positive_distance"]) <= 2 and 0 < float(stats["negative_distance"]) <= 2
     method.model.eval()
     with torch.no_grad():
@@ -86,15 +90,17 @@ def test_builds_trains_one_step_and_every_parameter_gets_a_gradient(name: str) -
 def test_proxynca_pp_is_the_official_formula_with_the_positive_in_the_denominator() -> None:
     # 3 samples, 3 proxies, 4-d, x^ = x / |x|, p^ = p / |p|:
     # loss_i = -log(exp(-|3x^_i - 3p^_y|^2) / sum_j exp(-|3x^_i - 3p^_j|^2))
-    method = build_proxynca_pp(
-        backbone=nn.Identity(), feature_dim=4, num_classes=3, frozen_backbone_epochs=0
-    )
+    method = build_metric_learning(
+        backbone=nn.Identity(), feature_dim=4, num_classes=3, loss="ProxyNCALoss",
+        loss_options={"softmax_scale": 9.0}, proxy_init_std=0.125, pooling="max",
+        layer_norm=True, embedding_dim=None,
+    )  # fmt: skip
     proxies = torch.tensor([[1.0, 0, 0, 0], [0, 2, 0, 0], [1, 1, 1, 0]])
     with torch.no_grad():
         method.criterion.loss.proxies.copy_(proxies)
     x = torch.tensor([[1.0, 0.2, 0, 0], [0.5, 1, 0, 0.3], [0, 0, 1, 1]])
     labels = torch.tensor([0, 1, 0])  # the third sample is closest to proxy 2, not its own
-    loss = method.criterion(ModelOutput(embedding=x), labels)["proxynca"]
+    loss = method.criterion(ModelOutput(embedding=x), labels)["proxy_nca"]
 
     scaled_x = 3 * x / x.norm(dim=1, keepdim=True)
     scaled_p = 3 * proxies / proxies.norm(dim=1, keepdim=True)
@@ -141,67 +147,92 @@ def test_loss_decreases_on_separable_toy_data(name: str) -> None:
 
 
 def test_miner_config_fails_loudly() -> None:
-    assert build_miner({"type": "none"}) is None
-    with pytest.raises(ValueError, match="batch_hard"):
-        build_miner({"type": "hardest"})
-    with pytest.raises(TypeError, match="epsilonn"):
-        build_miner({"type": "multi_similarity", "epsilonn": 0.1})
+    assert build_miner(None, None) is None
+    with pytest.raises(ValueError, match=r"did you mean 'BatchHardMiner'.*valid miner names"):
+        build_miner("BatchHardMinr", {})
+    with pytest.raises(ValueError, match=r"epsilonn.*did you mean 'epsilon'"):
+        build_miner("MultiSimilarityMiner", {"epsilonn": 0.1})
+
+
+def test_loss_config_fails_loudly_naming_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match=r"did you mean 'ProxyAnchorLoss'.*SoftTripleLoss"):
+        build("proxy_anchor", loss="ProxyAnchorLos")
+    with pytest.raises(ValueError, match=r"marign.*did you mean 'margin'.*alpha"):
+        build("proxy_anchor", loss_options={"marign": 0.1})
+    with pytest.raises(ValueError, match="needs class_balanced_sampler"):
+        build("triplet", class_balanced_sampler=False)
+    with pytest.raises(ValueError, match="no proxies"):
+        build("triplet", proxy_init_std=0.1)
 
 
 # ---- parameter groups and warm-up freezing (benchmark/param_groups.py) ----
 
 
-def naive_multiplier(name: str, multipliers: dict[str, float]) -> float:
-    """The registry's rule, written out: longest prefix at a dot boundary, else 1."""
-    best, value = -1, 1.0
-    for prefix, multiplier in multipliers.items():
-        if (name == prefix or name.startswith(prefix + ".")) and len(prefix) > best:
-            best, value = len(prefix), multiplier
-    return value
+def naive_multiplier(name: str, method: Method, protocol: float) -> float:
+    """The rule written out: backbone 1; new layers protocol x ratio (longest prefix, else 1)."""
+
+    def matches(prefix: str) -> bool:
+        return name == prefix or name.startswith(prefix + ".")
+
+    if not any(matches(layer) for layer in method.new_layers):
+        return 1.0
+    best, ratio = -1, 1.0
+    for prefix, value in method.lr_ratios.items():
+        if matches(prefix) and len(prefix) > best:
+            best, ratio = len(prefix), value
+    return protocol * ratio
 
 
 @pytest.mark.parametrize("name", ["proxynca_pp", "proxy_anchor", "baseline", "baseline_triplet"])
 def test_parameter_groups_give_each_parameter_its_multiplier(name: str) -> None:
     method = build(name)
-    groups, summary = parameter_groups(method, base_lr=0.01, weight_decay=1e-4)
+    groups, summary = parameter_groups(
+        method, base_lr=0.01, weight_decay=1e-4, new_layer_lr_multiplier=10.0
+    )
     lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
     named = all_named_parameters(method)
     assert len(lr_of) == len(named), "every parameter is in exactly one group"
     for param_name, param in named:
-        expected = 0.01 * naive_multiplier(param_name, method.lr_multipliers)
+        expected = 0.01 * naive_multiplier(param_name, method, 10.0)
         assert lr_of[id(param)] == pytest.approx(expected), param_name
-    assert resolve_lr_multipliers(method).keys() == {n for n, _ in named}
+    assert resolve_lr_multipliers(method, 10.0).keys() == {n for n, _ in named}
     assert sum(row["num_params"] for row in summary) == sum(p.numel() for _, p in named)
     assert len({row["name"] for row in summary}) == len(summary)
+    assert all(row["lr"] == pytest.approx(0.01 * row["lr_multiplier"]) for row in summary)
 
 
-def test_proxies_get_the_proxy_multiplier_and_no_weight_decay() -> None:
-    method = build("proxynca_pp", proxy_lr_multiplier=1e5, new_layer_lr_multiplier=10.0)
-    groups, _ = parameter_groups(method, base_lr=4e-3, weight_decay=1e-4)
+def test_proxies_get_the_proxy_ratio_of_the_new_layer_rate_and_no_weight_decay() -> None:
+    method = build("proxynca_pp", proxy_lr_ratio=1e4)
+    groups, _ = parameter_groups(
+        method, base_lr=4e-3, weight_decay=1e-4, new_layer_lr_multiplier=10.0
+    )
     by_name = {g["name"]: g for g in groups}
     proxies = by_name["criterion.loss/no_decay"]
     assert proxies["params"] == [method.criterion.loss.proxies]
     assert proxies["lr"] == pytest.approx(4e2) and proxies["weight_decay"] == 0.0
+    assert proxies["lr_multiplier"] == pytest.approx(1e5)
     assert by_name["head"]["lr"] == pytest.approx(4e-2) and by_name["head"]["weight_decay"] == 1e-4
     assert by_name["head/no_decay"]["params"] == [method.model.head.embedding.bias]
     conv = method.model.backbone.body[0].weight
-    assert any(conv is p for p in by_name["default"]["params"])
-    assert by_name["default"]["lr"] == pytest.approx(4e-3)
+    assert any(conv is p for p in by_name["backbone"]["params"])
+    assert by_name["backbone"]["lr"] == pytest.approx(4e-3)
     norm = method.model.backbone.body[1].weight  # BatchNorm scale: 1-D, no decay
-    assert any(norm is p for p in by_name["default/no_decay"]["params"])
+    assert any(norm is p for p in by_name["backbone/no_decay"]["params"])
 
 
-def test_a_method_without_multipliers_gets_the_base_rate_everywhere() -> None:
-    method = build("multi_similarity", new_layer_lr_multiplier=1.0)
-    groups, _ = parameter_groups(method, base_lr=0.05, weight_decay=0.0)
+def test_a_protocol_multiplier_of_one_gives_the_base_rate_everywhere() -> None:
+    method = build("multi_similarity")
+    groups, _ = parameter_groups(method, base_lr=0.05, weight_decay=0.0, new_layer_lr_multiplier=1)
     assert {g["lr"] for g in groups} == {0.05}
 
 
 def test_a_prefix_matching_no_parameter_fails() -> None:
     method = build("triplet")
-    method.lr_multipliers["criterion.loss"] = 100.0  # the triplet loss has no parameters
+    method.new_layers += ("criterion.loss",)  # the triplet loss has no parameters
     with pytest.raises(ValueError, match=r"criterion\.loss"):
-        parameter_groups(method, base_lr=0.1, weight_decay=0.0)
+        parameter_groups(method, base_lr=0.1, weight_decay=0.0, new_layer_lr_multiplier=1.0)
+    with pytest.raises(ValueError, match="lie in no new layer"):
+        Method(model=method.model, criterion=method.criterion, lr_ratios={"backbone": 2.0})
     method.frozen_epochs["backbones"] = 2
     with pytest.raises(ValueError, match="backbones"):
         apply_frozen(method, 0)
@@ -209,8 +240,10 @@ def test_a_prefix_matching_no_parameter_fails() -> None:
 
 def test_warm_up_freezes_the_backbone_then_releases_it() -> None:
     torch.manual_seed(0)
-    method = build("proxynca_pp", frozen_backbone_epochs=2, proxy_lr_multiplier=10.0)
-    groups, _ = parameter_groups(method, base_lr=0.05, weight_decay=5e-4)
+    method = build("proxynca_pp", frozen_backbone_epochs=2, proxy_lr_ratio=10.0)
+    groups, _ = parameter_groups(
+        method, base_lr=0.05, weight_decay=5e-4, new_layer_lr_multiplier=1.0
+    )
     optimizer = torch.optim.SGD(groups, lr=0.05, momentum=0.9)
     images, labels = pk_batch()
 

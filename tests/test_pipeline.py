@@ -59,7 +59,7 @@ def test_dvc_pipeline_in_a_clone(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("suite", "cells", "datasets"), [("paper", 117, ["cub", "cars", "aircraft"]),
+    ("suite", "cells", "datasets"), [("paper", 126, ["cub", "cars", "aircraft"]),
                                      ("ablation_cub", 30, ["cub"])],
 )  # fmt: skip
 def test_real_data_suites_expand_to_their_grids(tmp_path: Path, suite: str, cells: int,

@@ -113,10 +113,27 @@ def write_run(
             "descriptor_dim": 2048,
         },
         "param_groups": [
-            {"name": "backbone", "lr": 0.001, "weight_decay": 1e-4, "num_params": 23_500_000},
-            {"name": "new", "lr": 0.01, "weight_decay": 1e-4, "num_params": 204_900},
+            {
+                "name": "backbone",
+                "lr": 0.001,
+                "lr_multiplier": 1.0,
+                "weight_decay": 1e-4,
+                "num_params": 23_500_000,
+            },
+            {
+                "name": "new",
+                "lr": 0.01,
+                "lr_multiplier": 10.0,
+                "weight_decay": 1e-4,
+                "num_params": 204_900,
+            },
         ],
         "declared": {"pooling": "avg", "embedding": "avg-pooled backbone feature"},
+        "capabilities": {  # what CNENet-like methods declare
+            "siamese": method.startswith("cnenet"),
+            "nuance_maps": method.startswith("cnenet"),
+            "stats": [],
+        },
         "provenance": {
             "command": f"python benchmark/run.py method={method} dataset={dataset} seed={seed}",
             "git_commit": "0123456789abcdef",
@@ -308,6 +325,9 @@ def test_identical_protocols_are_not_flagged(simple_suite, tmp_path: Path) -> No
     write_report(runs, tmp_path / "out", reference, resamples=200)
     markdown = (tmp_path / "out" / "results.md").read_text()
     assert "WARNING" not in markdown and "No differences" in markdown
+    # the fairness section shows the learning-rate multiplier applied to each parameter group
+    assert "backbone: lr 0.001 (x1), wd 0.0001" in markdown
+    assert "new: lr 0.01 (x10), wd 0.0001" in markdown
 
 
 # ----- statistics ----------------------------------------------------------------------------

@@ -12,8 +12,9 @@ from torch import nn
 from benchmark.config import compose_config, method_kwargs, validate
 from benchmark.param_groups import parameter_groups
 from methods import baseline, triplet  # noqa: F401  (register builders)
+from methods.losses import PAIR_STATS, pair_distance_stats
 from methods.registry import Method, ModelOutput, available_methods, build_method
-from methods.triplet import BatchHardTripletLoss, add_triplet, pair_distance_stats
+from methods.triplet import BatchHardTripletLoss, add_triplet
 from tests.test_metric_learning import FEATURE_DIM, TinyBackbone
 
 
@@ -86,24 +87,27 @@ def test_add_triplet_wraps_any_method_and_renames_criterion_prefixes() -> None:
     base = Method(
         model=model,
         criterion=ProxyCriterion(),
-        lr_multipliers={"weight": 2.0, "criterion.centres": 50.0},
+        new_layers=("weight", "criterion"),
+        lr_ratios={"criterion.centres": 5.0},
         frozen_epochs={"criterion": 1},
         declared={"pooling": "none"},
     )
     method = add_triplet(base, margin=0.3, weight=0.5)
     assert method.sampler == "class_balanced" and method.declared["pooling"] == "none"
-    assert method.lr_multipliers == {"weight": 2.0, "criterion.base.centres": 50.0}
+    assert method.new_layers == ("weight", "criterion.base")
+    assert method.lr_ratios == {"criterion.base.centres": 5.0}
     assert method.frozen_epochs == {"criterion.base": 1}
-    groups, _ = parameter_groups(method, base_lr=0.1, weight_decay=0.0)
+    groups, _ = parameter_groups(method, base_lr=0.1, weight_decay=0.0, new_layer_lr_multiplier=10)
     lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
     assert lr_of[id(base.criterion.centres)] == pytest.approx(5.0), "the renamed prefix matches"
+    assert lr_of[id(model.weight)] == pytest.approx(1.0) and lr_of[id(model.bias)] == 0.1
     embedding = torch.randn(8, 8, requires_grad=True)
     labels = torch.arange(4).repeat_interleave(2)
     terms = method.criterion(ModelOutput(embedding=embedding), labels)
     assert set(terms) == {"a", "b", "triplet"}
     reference = BatchHardTripletLoss(margin=0.3, weight=0.5)(embedding, labels)
     assert float(terms["triplet"].detach()) == pytest.approx(float(reference.detach()))
-    assert set(method.criterion.last_stats) >= {"positive_distance", "negative_distance"}
+    assert method.stat_names == PAIR_STATS and set(method.last_stats()) == set(PAIR_STATS)
 
 
 def runtime() -> dict[str, object]:
@@ -125,15 +129,18 @@ def test_baseline_triplet_builds_the_baseline_from_its_nested_config() -> None:
         build_method("baseline_triplet", **runtime(), baseline={"builder": "cnenet"})
 
 
+OVERRIDE = {"baseline": ("pooling", "max"), "cnenet": ("num_maps", 3)}
+
+
 @pytest.mark.parametrize("base", ["baseline", "cnenet"])
 def test_variant_config_holds_exactly_the_base_config(base: str) -> None:
     variant = validate(compose_config([f"method={base}_triplet"]))
     plain = validate(compose_config([f"method={base}"]))
     assert method_kwargs(variant)[base] == {**method_kwargs(plain), "name": base, "builder": base}
     overridden = compose_config(
-        [f"method={base}_triplet", f"method.{base}.new_layer_lr_multiplier=7"]
+        [f"method={base}_triplet", f"method.{base}.{OVERRIDE[base][0]}={OVERRIDE[base][1]}"]
     )
-    assert method_kwargs(validate(overridden))[base]["new_layer_lr_multiplier"] == 7
+    assert method_kwargs(validate(overridden))[base][OVERRIDE[base][0]] == OVERRIDE[base][1]
 
 
 def test_cnenet_triplet_adds_the_term_to_cnenet() -> None:

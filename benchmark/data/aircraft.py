@@ -26,6 +26,7 @@ from pathlib import Path
 from PIL import Image
 
 from benchmark.data.manifest import ManifestError, Record
+from benchmark.data.readers import Reader, register_reader
 
 DATA_DIR = Path("fgvc-aircraft-2013b") / "data"
 SPLIT_FILES = ("images_variant_trainval.txt", "images_variant_test.txt")
@@ -149,3 +150,10 @@ def read_aircraft(source: Path, *, crop_bottom: int = 0) -> list[Record]:
             box = clip_to_height(box, height - crop_bottom, path)
         records.append(Record(path.relative_to(source).as_posix(), label, variants[label], box))
     return records
+
+
+# boxes are clipped to the image left once the banner is cropped
+register_reader(
+    "aircraft",
+    Reader(read=lambda source, dataset: read_aircraft(source, crop_bottom=dataset.crop_bottom)),
+)

@@ -28,7 +28,7 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Protocol
@@ -212,21 +212,23 @@ def _merge_into(source_dir: Path, target_dir: Path, archive: Path) -> None:
 
 
 def _missing_message(dataset: DatasetArchives, raw_dir: Path, missing: list[ArchiveSpec]) -> str:
-    if dataset.reader == "cars":
-        from benchmark.data.download import cars_missing_message
-
-        return cars_missing_message(raw_dir)
     names = ", ".join(spec.file for spec in missing)
     text = f"dataset {dataset.name}: missing {names} in {raw_dir}/"
     hint = "" if dataset.download else " (or set dataset.download=true where a url is known)"
     return f"{text}. Place the file(s) there{hint}. {dataset.packaging_help}".strip()
 
 
-def extract_archives(dataset: DatasetArchives, raw_dir: Path, source: Path) -> None:
+def extract_archives(
+    dataset: DatasetArchives,
+    raw_dir: Path,
+    source: Path,
+    missing_help: Callable[[Path], str] | None = None,
+) -> None:
     """Verify each of ``dataset.archives`` in ``raw_dir`` and unpack it into ``source``.
 
-    Missing files are downloaded first when ``dataset.download`` is true and a url is known.
-    Archives are unpacked with ``safe_extract``; plain files (e.g. Cars' .mat annotations) are
+    A missing file is an error; its message is ``missing_help(raw_dir)`` when the dataset's
+    reader provides one (benchmark.data.readers), else a generic one naming the files (download
+    them first with benchmark.data.download.fetch_missing). Archives are unpacked with ``safe_extract``; plain files (e.g. Cars' .mat annotations) are
     copied. Everything from every archive ends up merged under ``source``.
     """
     raw_dir, source = Path(raw_dir), Path(source)
@@ -234,14 +236,9 @@ def extract_archives(dataset: DatasetArchives, raw_dir: Path, source: Path) -> N
     if not specs:
         raise ArchiveError(f"dataset {dataset.name}: no archives listed in its config")
     missing = [spec for spec in specs if not (raw_dir / spec.file).is_file()]
-    if missing and dataset.download:
-        from benchmark.data.download import download
-
-        for spec in [s for s in missing if s.url]:
-            download(spec.url, raw_dir / spec.file, md5=spec.md5, size=spec.size)
-        missing = [spec for spec in missing if not spec.url]
     if missing:
-        raise ArchiveError(_missing_message(dataset, raw_dir, missing))
+        help_text = missing_help(raw_dir) if missing_help else None
+        raise ArchiveError(help_text or _missing_message(dataset, raw_dir, missing))
     for spec in specs:
         verify_archive(raw_dir / spec.file, spec)
     source.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,44 @@ import numpy as np
 import scipy.io
 from scipy.io.matlab import MatReadError
 
+from benchmark.data.archives import ArchiveSpec
 from benchmark.data.manifest import ManifestError, Record
+from benchmark.data.readers import Reader, register_reader
+
+
+# Stanford Cars-196, both packagings. md5s: DML as published with the dataset (docs/protocol.md); devkit ones as used by
+# torchvision.datasets.StanfordCars (car_devkit, cars_train) and common mirrors [code].
+CARS_PACKAGINGS: dict[str, tuple[tuple[ArchiveSpec, str], ...]] = {
+    "DML": (
+        (
+            ArchiveSpec("car_ims.tgz", "d5c8f0aa497503f355e17dc7886c3f14"),
+            "car_ims/000001.jpg .. car_ims/016185.jpg",
+        ),
+        (
+            ArchiveSpec("cars_annos.mat", "b407c6086d669747186bd1d764ff9dbc"),
+            "annotations (paths, boxes, classes) and class_names",
+        ),
+    ),
+    "devkit": (
+        (
+            ArchiveSpec("cars_train.tgz", "065e5b463ae28d29e77c1b4b166cfe61"),
+            "cars_train/00001.jpg .. 08144.jpg",
+        ),
+        (
+            ArchiveSpec("cars_test.tgz", "4ce7ebf6a94d07f1952d94dd34c4d501"),
+            "cars_test/00001.jpg .. 08041.jpg",
+        ),
+        (
+            ArchiveSpec("car_devkit.tgz", "c3b158d763b6e2245038c8ad08e45376"),
+            "devkit/cars_meta.mat, devkit/cars_train_annos.mat",
+        ),
+        (
+            ArchiveSpec("cars_test_annos_withlabels.mat", "b0a2b23655a3edd16d84508592a98d10"),
+            "test annotations with class labels",
+        ),
+    ),
+}
+
 
 DML_FILES = ("car_ims", "cars_annos.mat")
 DEVKIT_FILES = (
@@ -161,3 +198,27 @@ def read_cars(source: Path) -> list[Record]:
         f"{source}: no complete Stanford Cars packaging. DML packaging lacks {missing_dml}; "
         f"devkit packaging lacks {missing_devkit}"
     )
+
+
+def cars_missing_message(raw_dir: Path) -> str:
+    """What to fetch for Stanford Cars-196 and where to put it, with each file's state."""
+    raw_dir = Path(raw_dir)
+    lines = [
+        "Stanford Cars-196: the original hosts (ai.stanford.edu/~jkrause, "
+        "imagenet.stanford.edu/internal/car196) are gone, so nothing is downloaded "
+        "automatically.",
+        f"Obtain ONE of the two packagings below and put its files, unrenamed, in {raw_dir}/ "
+        "(each md5 is checked before use):",
+    ]
+    for packaging, files in CARS_PACKAGINGS.items():
+        lines.append(f"  {packaging} packaging:")
+        for spec, holds in files:
+            state = "found  " if (raw_dir / spec.file).is_file() else "MISSING"
+            lines.append(f"    [{state}] {spec.file:<32} md5 {spec.md5}  ({holds})")
+    return "\n".join(lines)
+
+
+register_reader(
+    "cars",
+    Reader(read=lambda source, dataset: read_cars(source), missing_help=cars_missing_message),
+)

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from benchmark.data.manifest import ManifestError, Record
+from benchmark.data.readers import Reader, register_reader
 
 ROOT = "CUB_200_2011"
 IMAGES = "images.txt"
@@ -121,3 +122,6 @@ def _box(fields: list[str]) -> Box:
     if not all(math.isfinite(v) for v in (x, y, w, h)) or w <= 0 or h <= 0:
         raise ValueError("box needs finite x, y and positive width, height")
     return (x, y, w, h)
+
+
+register_reader("cub", Reader(read=lambda source, dataset: read_cub(source)))

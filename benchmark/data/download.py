@@ -5,8 +5,8 @@ next call resumes it with an HTTP ``Range`` request (a server that ignores ``Ran
 200 restarts it from zero). At the end the size and md5 are checked: on a mismatch the ``.part``
 file is removed, so a retry starts clean; only a verified file is renamed to ``dest``.
 
-Stanford Cars' original hosts are dead: ``cars_missing_message`` tells the user which files to
-obtain and where to put them.
+``fetch_missing`` downloads the archives of a dataset that are not in ``raw_dir`` yet and have a
+known url (when the dataset's ``download`` is true).
 """
 
 from __future__ import annotations
@@ -20,41 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from benchmark.data.archives import ArchiveError, ArchiveSpec, verify_file
-
-# Stanford Cars-196, both packagings. md5s: DML from METHODS.md; devkit ones as used by
-# torchvision.datasets.StanfordCars (car_devkit, cars_train) and common mirrors [code].
-CARS_PACKAGINGS: dict[str, tuple[tuple[ArchiveSpec, str], ...]] = {
-    "DML": (
-        (
-            ArchiveSpec("car_ims.tgz", "d5c8f0aa497503f355e17dc7886c3f14"),
-            "car_ims/000001.jpg .. car_ims/016185.jpg",
-        ),
-        (
-            ArchiveSpec("cars_annos.mat", "b407c6086d669747186bd1d764ff9dbc"),
-            "annotations (paths, boxes, classes) and class_names",
-        ),
-    ),
-    "devkit": (
-        (
-            ArchiveSpec("cars_train.tgz", "065e5b463ae28d29e77c1b4b166cfe61"),
-            "cars_train/00001.jpg .. 08144.jpg",
-        ),
-        (
-            ArchiveSpec("cars_test.tgz", "4ce7ebf6a94d07f1952d94dd34c4d501"),
-            "cars_test/00001.jpg .. 08041.jpg",
-        ),
-        (
-            ArchiveSpec("car_devkit.tgz", "c3b158d763b6e2245038c8ad08e45376"),
-            "devkit/cars_meta.mat, devkit/cars_train_annos.mat",
-        ),
-        (
-            ArchiveSpec("cars_test_annos_withlabels.mat", "b0a2b23655a3edd16d84508592a98d10"),
-            "test annotations with class labels",
-        ),
-    ),
-}
-
+from benchmark.data.archives import ArchiveError, DatasetArchives, verify_file
 
 class DownloadError(OSError):
     """An HTTP error, an unreachable host or a transfer that kept being interrupted."""
@@ -195,19 +161,11 @@ def download(
     return dest
 
 
-def cars_missing_message(raw_dir: Path) -> str:
-    """What to fetch for Stanford Cars-196 and where to put it, with each file's state."""
-    raw_dir = Path(raw_dir)
-    lines = [
-        "Stanford Cars-196: the original hosts (ai.stanford.edu/~jkrause, "
-        "imagenet.stanford.edu/internal/car196) are gone, so nothing is downloaded "
-        "automatically.",
-        f"Obtain ONE of the two packagings below and put its files, unrenamed, in {raw_dir}/ "
-        "(each md5 is checked before use):",
-    ]
-    for packaging, files in CARS_PACKAGINGS.items():
-        lines.append(f"  {packaging} packaging:")
-        for spec, holds in files:
-            state = "found  " if (raw_dir / spec.file).is_file() else "MISSING"
-            lines.append(f"    [{state}] {spec.file:<32} md5 {spec.md5}  ({holds})")
-    return "\n".join(lines)
+def fetch_missing(dataset: DatasetArchives, raw_dir: Path) -> None:
+    """Download each of ``dataset.archives`` missing from ``raw_dir`` that has a url, when
+    ``dataset.download`` is true (files without a url are left for extract_archives to report)."""
+    if not dataset.download:
+        return
+    for spec in dataset.archives:
+        if spec.url and not (Path(raw_dir) / spec.file).is_file():
+            download(spec.url, Path(raw_dir) / spec.file, md5=spec.md5, size=spec.size)

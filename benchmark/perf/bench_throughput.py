@@ -105,7 +105,9 @@ def measure(run: Run, batch: int, args: argparse.Namespace) -> dict[str, float]:
         images = images.pin_memory()
     _reset_peak(run.device)
     rss_before = _rss_mib()
-    optimizer, _ = make_optimizer(run.method, run.protocol.optimizer)
+    optimizer, _ = make_optimizer(
+        run.method, run.protocol.optimizer, run.protocol.new_layer_lr_multiplier
+    )
     scaler = torch.amp.GradScaler(enabled=False)
     model = torch.compile(run.method.model) if run.protocol.compile else run.method.model
     objective = Objective(model, run.method.criterion, World()).train()

@@ -31,7 +31,7 @@ def is_siamese(method: str) -> bool:
     )  # fmt: skip
     built = build_method(cfg.method.builder, backbone=backbone, feature_dim=info.feature_dim,
                          num_classes=4, **method_kwargs(cfg))  # fmt: skip
-    return bool(getattr(built.model, "siamese", False))
+    return built.siamese
 
 
 def suite_cost(suite: str, rows: list[dict], batch: int) -> tuple[list[dict], float]:

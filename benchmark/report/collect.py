@@ -37,7 +37,7 @@ TOP_LEVEL = {
 COLUMNS = (
     "method", "dataset", "seed", "builder", "suite", *METRICS, *COST, "run_dir", "results_path",
     "command", "git_commit", "git_dirty", "manifest_sha256", "device", "started", "libraries",
-    "declared", "param_groups", "config",
+    "declared", "capabilities", "param_groups", "config",
 )  # fmt: skip
 
 
@@ -140,6 +140,7 @@ def _row(data: dict[str, Any], path: Path) -> dict[str, Any]:
         "started": str(provenance["started"]),
         "libraries": provenance["libraries"],
         "declared": data["declared"],
+        "capabilities": data.get("capabilities", {}),  # absent in results written before it
         "param_groups": data["param_groups"],
         "config": data["config"],
     }

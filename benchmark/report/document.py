@@ -40,11 +40,6 @@ class FigureBlock:
     item: FigureItem
 
 
-@dataclass(frozen=True)
-class Listing:
-    items: tuple[str, ...]
-
-
 @dataclass
 class Document:
     title: str
@@ -68,8 +63,6 @@ def to_markdown_document(document: Document, figures_folder: str = "figures") ->
             parts.append(f"> {ALERT_LABELS[block.level]} {block.text}\n")
         elif isinstance(block, TableBlock):
             parts.append(to_markdown(block.table))
-        elif isinstance(block, Listing):
-            parts.append("\n".join(f"- {item}" for item in block.items) + "\n")
         elif isinstance(block, FigureBlock):
             item = block.item
             if item.png is None:

@@ -140,6 +140,11 @@ def _pairs(mapping: dict[str, Any]) -> str:
     )
 
 
+def _applied(group: dict[str, Any]) -> str:
+    """`` (x10)``: the multiplier applied to a parameter group (absent in older results)."""
+    return f" (x{group['lr_multiplier']:g})" if "lr_multiplier" in group else ""
+
+
 def methods_table(grid: Grid) -> Table:
     """Each method's builder, own config keys, declared changes and parameter groups."""
     table = Table(
@@ -164,7 +169,7 @@ def methods_table(grid: Grid) -> Table:
             if k not in ("name", "builder")
         }
         groups = "; ".join(
-            f"{g['name']}: lr {g['lr']:g}, wd {g.get('weight_decay', 0):g}, "
+            f"{g['name']}: lr {g['lr']:g}{_applied(g)}, wd {g.get('weight_decay', 0):g}, "
             f"{g['num_params'] / 1e6:.3g} M"
             for g in first["param_groups"]
         )
@@ -176,7 +181,9 @@ def methods_table(grid: Grid) -> Table:
             groups or DASH,
         )
     table.notes.append(
-        "From each method's first run (parameter counts depend on the dataset's classes)."
+        "From each method's first run (parameter counts depend on the dataset's classes). "
+        "x N: the learning-rate multiplier applied to the group, relative to the protocol's "
+        "base rate (new layers: the protocol's new_layer_lr_multiplier x the method's ratio)."
     )
     return table
 

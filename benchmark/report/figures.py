@@ -25,7 +25,6 @@ from benchmark.report.grid import BASELINE, Grid
 
 HIT, MISS = "#1a9850", "#d73027"
 NOT_LOSS_COLUMNS = ("epoch", "lr", "images_per_second", "seconds")  # of history.csv
-EMBEDDING_METHODS = (BASELINE, "cnenet")  # the paper's Figure 4: baseline versus CNENet
 
 
 @dataclass(frozen=True)
@@ -35,6 +34,22 @@ class FigureItem:
     caption: str
     png: bytes | None = None
     note: str = ""  # why it was skipped
+
+
+def embedding_methods(grid: Grid) -> tuple[str, ...]:
+    """The paper's Figure 4 compares the baseline with CNENet: the baseline and the first method
+    of the suite whose results declare nuance maps (``capabilities.nuance_maps``)."""
+    if "capabilities" not in grid.results.columns:
+        return (BASELINE,)
+    with_maps = [
+        method
+        for method in grid.methods
+        if any(
+            bool(capabilities.get("nuance_maps"))
+            for capabilities in grid.results.loc[grid.results["method"] == method, "capabilities"]
+        )
+    ]
+    return (BASELINE, *with_maps[:1])
 
 
 def png_bytes(figure: Figure) -> bytes:

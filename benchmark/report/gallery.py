@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.report import figures
-from benchmark.report.figures import EMBEDDING_METHODS, FigureItem
+from benchmark.report.figures import FigureItem, embedding_methods
 from benchmark.report.grid import Grid
 
 EXAMPLE_QUERIES = 4
@@ -41,7 +41,7 @@ def manifest_path(config: dict, data_root: Path) -> tuple[Path, str]:
 
 def retrieval_figures(grid: Grid, dataset: str, data_root: Path) -> list[FigureItem]:
     items = []
-    for run in example_runs(grid, dataset, EMBEDDING_METHODS):
+    for run in example_runs(grid, dataset, embedding_methods(grid)):
         name = f"retrieval_{run['method']}_{dataset}.png"
         title = f"Retrieval examples: {run['method']} on {dataset}, seed {run['seed']}"
         run_dir = Path(run["run_dir"])
@@ -66,7 +66,7 @@ def retrieval_figures(grid: Grid, dataset: str, data_root: Path) -> list[FigureI
 
 def embedding_figure(grid: Grid, dataset: str) -> FigureItem:
     panels, absent = [], []
-    for run in example_runs(grid, dataset, EMBEDDING_METHODS):
+    for run in example_runs(grid, dataset, embedding_methods(grid)):
         run_dir = Path(run["run_dir"])
         path = run_dir / "test_embeddings.npy"
         if not (path.is_file() and (run_dir / "test_labels.npy").is_file()):

@@ -12,7 +12,6 @@ from benchmark.report.document import (
     Document,
     FigureBlock,
     Heading,
-    Listing,
     TableBlock,
     Text,
 )
@@ -88,8 +87,6 @@ def block_html(block: object) -> str:
         return f'<div class="alert {block.level}">{text}</div>'
     if isinstance(block, TableBlock):
         return to_html(block.table)
-    if isinstance(block, Listing):
-        return "<ul>" + "".join(f"<li>{inline_html(item)}</li>" for item in block.items) + "</ul>"
     if isinstance(block, FigureBlock):
         return image_html(block)
     raise TypeError(f"unknown block {block!r}")

@@ -8,7 +8,6 @@ which of our method/dataset names corresponds to which published row.
 from __future__ import annotations
 
 import fnmatch
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,7 +130,3 @@ def architecture_code(backbone: str) -> str:
     if name.startswith(("inception_v3", "inception-v3")):
         return "In3"
     return backbone
-
-
-def is_missing(value: float | None) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))

@@ -93,11 +93,6 @@ def inline_latex(text: str) -> str:
     return "".join(out)
 
 
-def plain_text(text: str) -> str:
-    """The inline markup's visible text."""
-    return INLINE.sub(lambda m: m.group(1) or m.group(2) or m.group(3), text)
-
-
 # ----- renderers ------------------------------------------------------------------------------
 
 

@@ -250,7 +250,6 @@ def build_cnenet(
     saturation_probability: float = 0.5,
     saturation_range: Sequence[float] = (0.5, 1.5),
     last_stride: int = 2,
-    new_layer_lr_multiplier: float = 1.0,
 ) -> Method:
     """CNENet and its ablations. Every key is documented in configs/method/cnenet.yaml."""
     _check_choice("expansion", expansion, EXPANSIONS)
@@ -307,7 +306,7 @@ def build_cnenet(
         alignment_mask=alignment_mask,
         transformed_branch_losses=transformed_branch_losses,
     )
-    new_layers = ["nuance", "classifier"] + ([] if expander is None else ["expansion"])
+    new_layers = ("nuance", "classifier") + (() if expander is None else ("expansion",))
     maps_used = {
         "nem": "NEM-refined maps E (Eq. 10)",
         "attention": "self-attention-refined maps E (Eq. 6)",
@@ -326,6 +325,8 @@ def build_cnenet(
     return Method(
         model=model,
         criterion=criterion,
-        lr_multipliers={prefix: new_layer_lr_multiplier for prefix in new_layers},
+        new_layers=new_layers,
         declared=declared,
+        siamese=siamese,
+        nuance_maps=model.nuance_maps,
     )
