@@ -41,6 +41,12 @@ from benchmark.distributed import (
     shard_range,
 )
 from benchmark.evaluate import retrieval_metrics
+from benchmark.health import (
+    MapHealth,
+    chance_recall_at_1,
+    degenerate_reasons,
+    embedding_spread,
+)
 from benchmark.param_groups import apply_frozen, parameter_groups
 from benchmark.provenance import provenance
 from benchmark.sampler import ClassBalancedBatchSampler, ShuffledBatchSampler
@@ -67,6 +73,7 @@ class Run:
     test_set: RetrievalImages
     manifest_sha256: str
     world: World
+    probe_set: RetrievalImages | None = None
 
     @property
     def cuda(self) -> bool:
@@ -111,6 +118,24 @@ def build_datasets(cfg: DictConfig) -> tuple[RetrievalImages, RetrievalImages, s
     return train_set, test_set, file_sha256(manifest)
 
 
+def build_probe_set(cfg: DictConfig) -> RetrievalImages:
+    """A fixed batch of PROBE_IMAGES training images, evenly spaced, eval transforms."""
+    root = Path(cfg.dataset.root)
+    frame = read_manifest(root / "manifest.csv")
+    protocol = cfg.protocol
+    rows = np.flatnonzero(frame["split"].isin(list(protocol.data.train_splits)).to_numpy())
+    rows = rows[np.linspace(0, len(rows) - 1, min(PROBE_IMAGES, len(rows))).astype(int)]
+    return RetrievalImages(
+        frame, rows, root,
+        resize=protocol.image.resize, crop=protocol.image.crop, train=False,
+        hflip=False, seed=cfg.seed, use_cache=protocol.data.use_cache,
+        crop_to_bbox=protocol.data.crop_to_bbox, crop_bottom=cfg.dataset.crop_bottom,
+    )  # fmt: skip
+
+
+PROBE_IMAGES = 64
+
+
 def build_run_method(cfg: DictConfig, num_classes: int) -> tuple[Method, BackboneInfo]:
     """The method of a validated config, with the protocol's backbone injected."""
     protocol = cfg.protocol
@@ -148,7 +173,8 @@ def prepare_run(cfg: DictConfig, world: World | None = None) -> Run:
     if device.type == "cuda" and cfg.protocol.channels_last:
         method.model.to(memory_format=torch.channels_last)
     return Run(
-        cfg, Path(cfg.run_dir), device, method, info, train_set, test_set, manifest_hash, world
+        cfg, Path(cfg.run_dir), device, method, info, train_set, test_set, manifest_hash, world,
+        build_probe_set(cfg),
     )
 
 
@@ -326,6 +352,27 @@ def train_one_epoch(
 
 
 @torch.no_grad()
+def probe_statistics(run: Run) -> dict[str, float]:
+    """Embedding spread (and CARE-map health) of the fixed probe batch, eval mode."""
+    model = run.method.model
+    was_training = model.training
+    model.eval()
+    try:
+        images = torch.stack([run.probe_set[i][0] for i in range(len(run.probe_set))])
+        images = to_device_images(images, run)
+        output = model(images)
+        row = {f"probe_{k}": v for k, v in embedding_spread(output.embedding).items()}
+        if "maps" in output.extras:
+            health = MapHealth()
+            health.add(output.extras["maps"])
+            health.add_equivariance(images, lambda x: model(x).extras["maps"])
+            row.update({f"probe_{k}": v for k, v in health.summary().items()})
+    finally:
+        model.train(was_training)
+    return row
+
+
+@torch.no_grad()
 def embed(run: Run, model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, D) float32 embeddings and (N,) labels of the test split, in manifest order.
 
@@ -340,9 +387,16 @@ def embed(run: Run, model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]
         **{k: v for k, v in loader_options(run).items() if k != "persistent_workers"},
     )  # fmt: skip
     chunks = []
+    health = MapHealth()
     for images, _ in loader:
+        images = to_device_images(images, run)
         with autocast(run):
-            chunks.append(model(to_device_images(images, run)).embedding.float().cpu())
+            output = model(images)
+        chunks.append(output.embedding.float().cpu())
+        if "maps" in output.extras:
+            health.add(output.extras["maps"])
+            health.add_equivariance(images, lambda x: model(x).extras["maps"])
+    run.map_health = health.summary() if health.maps_seen else None
     return gather_embeddings(torch.cat(chunks), total, run.world), run.test_set.labels
 
 
@@ -486,6 +540,7 @@ def fit(run: Run, wall_start: float) -> float:
     loader = make_train_loader(run)
     for epoch in range(start_epoch, cfg.protocol.epochs):
         row = train_one_epoch(run, epoch, objective, loader, optimizer, scaler)
+        row.update(probe_statistics(run))
         history.append(row)
         train_seconds += row["seconds"]
         log.info("epoch %d: %s", epoch + 1, {k: round(v, 5) for k, v in row.items()})
@@ -518,6 +573,9 @@ def evaluate_run(run: Run, wall_start: float) -> dict[str, Any] | None:
     if not run.world.main:
         return None
     metrics, per_query = retrieval_metrics(embeddings, labels, return_per_query=True)
+    chance = chance_recall_at_1(labels.numpy())
+    spread = embedding_spread(embeddings)
+    reasons = degenerate_reasons(metrics["recall@1"], chance, spread)
     eval_seconds = time.perf_counter() - eval_start
     save = {
         "neighbors.npy": per_query["neighbors"].astype(np.int32),  # (N, 8) top-8, self excluded
@@ -537,6 +595,13 @@ def evaluate_run(run: Run, wall_start: float) -> dict[str, Any] | None:
         "dataset": cfg.dataset.name,
         "seed": cfg.seed,
         "metrics": metrics,
+        "health": {
+            "degenerate": bool(reasons),
+            "degenerate_reasons": reasons,
+            "chance_recall@1": chance,
+            "embedding_spread": spread,
+            "maps": run.map_health,
+        },
         "cost": {
             "train_seconds": train_seconds,
             "eval_seconds": eval_seconds,
