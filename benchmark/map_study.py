@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from benchmark.atomic import write_atomic_text
+from benchmark.atomic import write_atomic, write_atomic_text
 
 ROOT = Path(__file__).resolve().parent.parent
 ALIVE_DEAD_FRACTION = 0.1
@@ -114,7 +114,45 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     return numeric
 
 
-def write_report(study: dict, frame: pd.DataFrame, out: Path, command: str) -> Path:
+def write_curves(study: dict, runs: Path, out: Path) -> Path | None:
+    """Per-epoch probe-batch map health of every variant (seed 1): dead fraction and overlap."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    frames = []
+    for variant in study["variants"]:
+        path = cell_dir(study, runs, variant, study["seeds"][0]) / "history.csv"
+        if path.is_file():
+            frames.append(pd.read_csv(path).assign(variant=variant))
+    if not frames:
+        return None
+    history = pd.concat(frames)
+    panels = [("probe_dead_map_fraction", "dead-map fraction (probe batch)"),
+              ("probe_map_overlap", "map overlap L_SD (probe batch)"),
+              ("probe_equivariance_error", "equivariance error L_SA (probe batch)")]  # fmt: skip
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6))
+    for axis, (column, title) in zip(axes, panels, strict=True):
+        if column in history:
+            sns.lineplot(data=history, x="epoch", y=column, hue="variant", ax=axis,
+                         marker="o", legend=axis is axes[-1])  # fmt: skip
+        axis.set_title(title, fontsize=10)
+        axis.set_ylabel("")
+    if axes[-1].get_legend() is not None:
+        sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
+    figure.tight_layout()
+    path = out / "figures" / f"{study['name']}_curves.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
+    plt.close(figure)
+    return path
+
+
+def write_report(
+    study: dict, frame: pd.DataFrame, out: Path, command: str, curves: Path | None = None
+) -> Path:
     summary = summarise(frame)
     living = summary[summary["alive"]]
     chosen = living["recall@1"].idxmax() if len(living) else None
@@ -143,6 +181,8 @@ def write_report(study: dict, frame: pd.DataFrame, out: Path, command: str) -> P
     for variant, row in summary.iterrows():
         cells = [format_cell(row[c]) for c in columns]
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    if curves is not None:
+        lines += ["", f"![per-epoch map health]({curves.relative_to(out).as_posix()})"]
     lines += ["", f"Command: `{command}`", ""]
     path = out / f"{study['name']}.md"
     write_atomic_text(path, "\n".join(lines))
@@ -176,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         print("no finished cells", file=sys.stderr)
         return 1
     command = "python -m benchmark.map_study " + " ".join(argv or sys.argv[1:])
-    print(f"wrote {write_report(study, frame, args.out, command.strip())}")
+    curves = write_curves(study, args.runs, args.out)
+    print(f"wrote {write_report(study, frame, args.out, command.strip(), curves)}")
     return 0
 
 
