@@ -120,9 +120,7 @@ def chance_recall_at_1(labels: np.ndarray) -> float:
     return 100.0 * float(np.mean(relevant / (len(labels) - 1)))
 
 
-def degenerate_reasons(
-    recall_at_1: float, chance: float, spread: dict[str, float]
-) -> list[str]:
+def degenerate_reasons(recall_at_1: float, chance: float, spread: dict[str, float]) -> list[str]:
     """Why a run is degenerate (empty: it is not)."""
     reasons = []
     if recall_at_1 <= CHANCE_FACTOR * chance:

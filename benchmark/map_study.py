@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -41,7 +43,9 @@ def cell_dir(study: dict, runs: Path, variant: str, seed: int) -> Path:
     return runs / study["name"] / variant / f"seed{seed}"
 
 
-def cell_command(study: dict, runs: Path, variant: str, seed: int, weights: str | None) -> list[str]:
+def cell_command(
+    study: dict, runs: Path, variant: str, seed: int, weights: str | None
+) -> list[str]:
     command = [
         sys.executable, "benchmark/run.py", f"method={study['method']}",
         f"dataset={study['dataset']}", f"protocol={study['protocol']}", f"seed={seed}",
@@ -53,14 +57,25 @@ def cell_command(study: dict, runs: Path, variant: str, seed: int, weights: str 
     return command
 
 
-def run_cells(study: dict, runs: Path, weights: str | None) -> None:
-    for variant in study["variants"]:
-        for seed in study["seeds"]:
-            if (cell_dir(study, runs, variant, seed) / "results.json").is_file():
-                continue
-            start = time.perf_counter()
-            subprocess.run(cell_command(study, runs, variant, seed, weights), cwd=ROOT, check=True)
-            print(f"{variant} seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
+def run_cells(study: dict, runs: Path, weights: str | None, jobs: int = 1) -> None:
+    """Run the missing cells, ``jobs`` processes at a time (each gets its share of threads)."""
+    cells = [
+        (variant, seed)
+        for variant in study["variants"]
+        for seed in study["seeds"]
+        if not (cell_dir(study, runs, variant, seed) / "results.json").is_file()
+    ]
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    environment = dict(os.environ, OMP_NUM_THREADS=str(threads))
+
+    def run(cell: tuple[str, int]) -> None:
+        start = time.perf_counter()
+        command = cell_command(study, runs, *cell, weights)
+        subprocess.run(command, cwd=ROOT, check=True, env=environment)
+        print(f"{cell[0]} seed {cell[1]}: {time.perf_counter() - start:.0f} s", flush=True)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(run, cells))
 
 
 def collect(study: dict, runs: Path) -> pd.DataFrame:
@@ -207,10 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="reports", type=Path)
     parser.add_argument("--weights", default="data/pretrained/embedded_backbone.safetensors")
     parser.add_argument("--report-only", action="store_true", help="do not run missing cells")
+    parser.add_argument("--jobs", type=int, default=1, help="cells run at once")
     args = parser.parse_args(argv)
     study = load_study(args.study)
     if not args.report_only:
-        run_cells(study, args.runs, args.weights)
+        run_cells(study, args.runs, args.weights, args.jobs)
     frame = collect(study, args.runs)
     if frame.empty:
         print("no finished cells", file=sys.stderr)

@@ -61,7 +61,9 @@ def export_backbone(checkpoint: Path, output: Path, metadata: dict[str, str]) ->
 def pretrain(cfg: DictConfig) -> Path:
     """Train (or resume) the pretraining run, then export its backbone to ``cfg.output``."""
     if cfg.protocol.backbone.weights_file:
-        raise ValueError("pretraining starts from random init: protocol.backbone.weights_file must be null")
+        raise ValueError(
+            "pretraining starts from random init: protocol.backbone.weights_file must be null"
+        )
     train(cfg)
     run_dir = Path(cfg.run_dir)
     history = (run_dir / "history.csv").read_text().splitlines()

@@ -147,7 +147,9 @@ class CNENet(nn.Module):
         if self.siamese_batchnorm == "shared":
             return self.backbone(torch.cat([images, transformed]))  # one pass
         clean = self.backbone(images)
-        norms = [m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        norms = [
+            m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        ]
         momenta = [m.momentum for m in norms]
         for module in norms:
             module.momentum = 0.0  # running = (1 - 0) * running: unchanged by the T branch
@@ -293,7 +295,9 @@ def build_cnenet(
     _check_choice("last_stride", last_stride, (1, 2))
     _check_choice("siamese_batchnorm", siamese_batchnorm, SIAMESE_BATCHNORM)
     if regulariser_warmup_steps < 0:
-        raise ValueError(f"cnenet: regulariser_warmup_steps must be >= 0, got {regulariser_warmup_steps}")
+        raise ValueError(
+            f"cnenet: regulariser_warmup_steps must be >= 0, got {regulariser_warmup_steps}"
+        )
     if map_generator_bias_init is not None and not map_generator_bias:
         raise ValueError("cnenet: map_generator_bias_init needs map_generator_bias=true")
     weights = {
