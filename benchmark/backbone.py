@@ -52,11 +52,25 @@ def build_backbone(
     kwargs: dict[str, object] = {"num_classes": 0, "global_pool": ""}
     if output_stride != 32:
         kwargs["output_stride"] = output_stride
-    if name not in timm.list_models():
-        raise ValueError(f"unknown timm backbone {name!r} (see timm.list_models())")
+    check_backbone_name(name)
     body, weights = _create(name, pretrained=pretrained, weights_file=weights_file, kwargs=kwargs)
     feature_dim = int(body.num_features)
     return NormalizedBackbone(body, mean, std), BackboneInfo(feature_dim, weights)
+
+
+def check_backbone_name(name: str) -> None:
+    """``arch`` or ``arch.tag`` (a pretrained tag, e.g. ``resnet50.tv_in1k``) known to timm.
+
+    Name the tag whenever weights matter: timm resolves a bare ``resnet50`` with
+    ``pretrained=True`` to its default tag (``resnet50.a1_in1k``, timm's own recipe), not to
+    torchvision's classic weights (``resnet50.tv_in1k``).
+    """
+    arch, _, tag = name.partition(".")
+    if arch not in timm.list_models():
+        raise ValueError(f"unknown timm backbone {arch!r} (see timm.list_models())")
+    if tag and name not in timm.list_models(arch, pretrained=True):
+        tags = ", ".join(timm.list_models(arch, pretrained=True)) or "none"
+        raise ValueError(f"unknown pretrained tag {name!r}; timm knows: {tags}")
 
 
 def _create(

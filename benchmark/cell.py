@@ -39,6 +39,7 @@ class Run:
     test_set: RetrievalImages
     manifest_sha256: str
     world: World
+    probe: torch.Tensor  # (P, 3, H, W) uint8: fixed training images for per-epoch health
 
     @property
     def directory(self) -> Path:
@@ -93,6 +94,25 @@ def build_datasets(
     return train_set, test_set, file_sha256(manifest)
 
 
+PROBE_IMAGES = 64
+
+
+def probe_batch(
+    dataset: DatasetConfig, protocol: ProtocolConfig, seed: int, train_set: RetrievalImages
+) -> torch.Tensor:
+    """(P, 3, H, W) uint8: PROBE_IMAGES training images spread evenly over the training split,
+    with the evaluation transforms (centre crop, no flip): the per-epoch health probe."""
+    rows = train_set.rows[np.linspace(0, len(train_set) - 1, PROBE_IMAGES).astype(int)]
+    frame = read_manifest(Path(dataset.root) / "manifest.csv")
+    probe = RetrievalImages(
+        frame, np.unique(rows), Path(dataset.root),
+        resize=protocol.image.resize, crop=protocol.image.crop, train=False, hflip=False,
+        seed=seed, use_cache=protocol.data.use_cache, crop_to_bbox=protocol.data.crop_to_bbox,
+        crop_bottom=dataset.crop_bottom,
+    )  # fmt: skip
+    return torch.stack([probe[i][0] for i in range(len(probe))])
+
+
 def build_run_method(settings: RunSettings, num_classes: int) -> tuple[Method, BackboneInfo]:
     """The settings' method, with the protocol's backbone injected."""
     protocol = settings.protocol
@@ -130,7 +150,8 @@ def prepare_run(settings: RunSettings, world: World | None = None) -> Run:
     method.criterion.to(device)
     if device.type == "cuda" and protocol.channels_last:
         method.model.to(memory_format=torch.channels_last)
-    return Run(settings, device, method, info, train_set, test_set, manifest_hash, world)
+    probe = probe_batch(settings.dataset, protocol, settings.seed, train_set)
+    return Run(settings, device, method, info, train_set, test_set, manifest_hash, world, probe)
 
 
 def runtime_settings(run: Run) -> dict[str, Any]:

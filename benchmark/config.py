@@ -118,6 +118,9 @@ class DatasetConfig:
     val_classes: int = 0
     expected: ExpectedConfig = field(default_factory=ExpectedConfig)
     packaging_help: str = ""
+    # generated datasets only: the name of another generated dataset config whose classes this
+    # one must not share (benchmark/data/synthetic.py, ``disjoint_from``)
+    disjoint_from: str | None = None
 
 
 STAGES = ("all", "train", "evaluate")

@@ -18,6 +18,7 @@ from benchmark.care_maps import CARE_MAPS, care_map_png, write_care_maps
 from benchmark.cell import Run, autocast, loader_options, to_device_images
 from benchmark.checkpoint import load_weights
 from benchmark.distributed import gather_embeddings, shard_range
+from benchmark.health import MapHealth, care_maps_of, health_block
 from benchmark.metrics import retrieval_metrics
 from benchmark.param_groups import parameter_groups
 from benchmark.results import assemble, cost, write_results
@@ -27,8 +28,9 @@ STALE = ("results.json", "neighbors.npy", "test_labels.npy", "test_embeddings.np
 
 
 @torch.no_grad()
-def embed(run: Run, model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, D) float32 embeddings and (N,) labels of the test split, in manifest order.
+def embed(run: Run, model: torch.nn.Module, health: MapHealth) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, D) float32 embeddings and (N,) labels of the test split, in manifest order; the
+    CARE-map health of methods with maps accumulates into ``health`` (this rank's images).
 
     Under torchrun rank r embeds images r, r + N, r + 2N, ...; one all-gather assembles them.
     """
@@ -40,11 +42,14 @@ def embed(run: Run, model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]
     options = loader_options(protocol.data, run.cuda)
     options.pop("persistent_workers", None)
     loader = DataLoader(dataset, batch_size=protocol.eval_batch_size, shuffle=False, **options)
-    chunks = []
+    chunks, maps_of = [], care_maps_of(run.method)
     for images, _ in loader:
         with autocast(run.device, protocol.precision):
             batch = to_device_images(images, run.device, protocol.channels_last)
             chunks.append(model(batch).embedding.float().cpu())
+        if maps_of is not None:  # CARE-map health on the test images, full precision
+            health.add(maps_of(batch))
+            health.add_equivariance(batch, maps_of)
     return gather_embeddings(torch.cat(chunks), total, run.world), run.test_set.labels
 
 
@@ -67,7 +72,8 @@ def evaluate_run(run: Run, wall_start: float) -> dict[str, Any] | None:
     """
     state = load_weights(run)
     eval_start = time.perf_counter()
-    embeddings, labels = embed(run, run.method.model)
+    maps = MapHealth()
+    embeddings, labels = embed(run, run.method.model, maps)
     if not run.world.main:
         return None
     metrics, per_query = retrieval_metrics(embeddings, labels, return_per_query=True)
@@ -83,6 +89,8 @@ def evaluate_run(run: Run, wall_start: float) -> dict[str, Any] | None:
     wall = state["wall_seconds"] + time.perf_counter() - wall_start
     spent = cost(run, state, eval_seconds, wall, int(embeddings.shape[1]))
     results = assemble(run, metrics, spent, groups)
+    map_health = maps.summary() if maps.maps_seen else None
+    results["health"] = health_block(metrics, labels.numpy(), embeddings, map_health)
     write_results(run, results)
     log.info("results: %s", {k: round(v, 2) for k, v in metrics.items()})
     if run.method.nuance_maps is not None:

@@ -15,11 +15,13 @@ import tempfile
 from pathlib import Path
 
 import hydra
+from hydra import compose
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from benchmark.config import DatasetConfig, validate_section
+from benchmark.config import DatasetConfig, compose_config, validate_section
 from benchmark.data.archives import extract_archives
 from benchmark.data.cache import build_cache
 from benchmark.data.dataset import cache_path
@@ -36,11 +38,26 @@ from benchmark.data.synthetic import generate_dataset
 SOURCE = "source"
 
 
+def generator_knobs(name: str) -> dict:
+    """The generator knobs of the generated dataset config ``configs/dataset/<name>.yaml``."""
+    overrides = [f"dataset={name}"]
+    if GlobalHydra.instance().is_initialized():  # inside the prepare app
+        other = compose(config_name="prepare", overrides=overrides).dataset
+    else:
+        other = compose_config(overrides, config_name="prepare").dataset
+    if other.source != "generated":
+        raise ValueError(f"dataset.disjoint_from={name!r} is not a generated dataset")
+    return dict(OmegaConf.to_container(other.generator))
+
+
 def fill_source(dataset: DictConfig, raw_dir: Path, source: Path, workers: int) -> None:
     """Generate the embedded dataset, or fetch (when allowed), verify and extract the real
     archives into ``source``."""
     if dataset.source == "generated":
-        generate_dataset(source, workers=workers, **dataset.generator)
+        knobs = dict(OmegaConf.to_container(dataset.generator))
+        if dataset.disjoint_from:
+            knobs["disjoint_from"] = generator_knobs(dataset.disjoint_from)
+        generate_dataset(source, workers=workers, **knobs)
         return
     fetch_missing(dataset, raw_dir)
     extract_archives(dataset, raw_dir, source, get_reader(dataset.reader).missing_help)

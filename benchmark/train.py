@@ -31,7 +31,7 @@ from benchmark.cell import (
     to_device_images,
 )
 from benchmark.checkpoint import load_for_training, save_checkpoint, write_history
-from benchmark.config import OptimizerConfig, ScheduleConfig, run_settings
+from benchmark.config import run_settings
 from benchmark.distributed import (
     Objective,
     ShardedBatchSampler,
@@ -41,46 +41,17 @@ from benchmark.distributed import (
     local_batch_size,
 )
 from benchmark.evaluate import STALE, evaluate_run
-from benchmark.param_groups import apply_frozen, parameter_groups
+from benchmark.health import probe_statistics
+from benchmark.optimizer import lr_factor, make_optimizer
+from benchmark.param_groups import apply_frozen
 from benchmark.provenance import provenance
 from benchmark.sampler import ClassBalancedBatchSampler, ShuffledBatchSampler
-from methods.registry import Method
 
 log = logging.getLogger("fgor")
 
 
 class NonFiniteLossError(FloatingPointError):
     """A loss term became NaN or infinite; the run stops and writes no results."""
-
-
-def lr_factor(epoch: int, schedule: ScheduleConfig, epochs: int) -> float:
-    """Learning-rate factor of an epoch (0-based): linear warm-up, then cosine or step decay."""
-    if epoch < schedule.warmup_epochs:
-        return 0.1 + 0.9 * epoch / schedule.warmup_epochs
-    if schedule.name == "cosine":
-        span = max(1, epochs - schedule.warmup_epochs)
-        return 0.5 * (1 + math.cos(math.pi * (epoch - schedule.warmup_epochs) / span))
-    return schedule.gamma ** (epoch // schedule.step_epochs)
-
-
-def make_optimizer(
-    method: Method, opt: OptimizerConfig, new_layer_lr_multiplier: float
-) -> tuple[torch.optim.Optimizer, list[dict[str, Any]]]:
-    groups, summary = parameter_groups(
-        method,
-        base_lr=opt.lr,
-        weight_decay=opt.weight_decay,
-        new_layer_lr_multiplier=new_layer_lr_multiplier,
-    )
-    if opt.name == "sgd":
-        optimizer = torch.optim.SGD(groups, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov)
-    elif opt.name == "adam":
-        optimizer = torch.optim.Adam(groups, lr=opt.lr, eps=opt.eps)
-    else:
-        optimizer = torch.optim.AdamW(groups, lr=opt.lr, eps=opt.eps)
-    for group in optimizer.param_groups:
-        group["base_lr"] = group["lr"]
-    return optimizer, summary
 
 
 def make_train_loader(run: Run) -> DataLoader:
@@ -216,6 +187,7 @@ def fit(run: Run, wall_start: float) -> float:
     objective, loader = make_objective(run), make_train_loader(run)
     for epoch in range(state["epoch"], run.protocol.epochs):
         row = train_one_epoch(run, epoch, objective, loader, optimizer, scaler)
+        row |= probe_statistics(run.method, run.probe.to(run.device).float() / 255)  # health
         progress["history"].append(row)
         progress["train_seconds"] += row["seconds"]
         log.info("epoch %d: %s", epoch + 1, {k: round(v, 5) for k, v in row.items()})

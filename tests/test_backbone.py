@@ -71,3 +71,21 @@ def test_unknown_backbone_name() -> None:
         build_backbone(
             "no_such_net", pretrained=False, weights_file=None, output_stride=32, mean=MEAN, std=STD
         )
+
+
+def test_paper_protocol_names_torchvisions_classic_weights_offline() -> None:
+    """The paper protocol must resolve to torchvision's weights, not timm's default tag."""
+    from benchmark.config import compose_config
+
+    for protocol in ("paper", "paper_literal"):
+        name = compose_config([f"protocol={protocol}"]).protocol.backbone.name
+        body = timm.create_model(name, pretrained=False)  # resolves the tag, no download
+        assert body.pretrained_cfg["hf_hub_id"] == "timm/resnet50.tv_in1k", protocol
+    bare = timm.create_model("resnet50", pretrained=False)
+    assert bare.pretrained_cfg["hf_hub_id"] == "timm/resnet50.a1_in1k"  # why the tag is named
+
+
+def test_unknown_pretrained_tag_lists_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="tv_in1k"):
+        build_backbone("resnet50.no_such_tag", pretrained=False, weights_file=None,
+                       output_stride=32, mean=MEAN, std=STD)  # fmt: skip

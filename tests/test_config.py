@@ -68,7 +68,12 @@ def test_suites_list_existing_configs() -> None:
     for suite in names("suite"):
         cfg = compose_config([f"suite={suite}"], config_name="pipeline").suite
         assert cfg.name == suite
-        assert set(cfg.prepare) == set(cfg.datasets)
+        pretrain_sets = {item.dataset for item in cfg.pretrain.values()}
+        assert set(cfg.prepare) == set(cfg.datasets) | pretrain_sets
+        assert set(cfg.pretrain) <= {cfg.protocol}
+        protocol_weights = compose_config([f"protocol={cfg.protocol}"]).protocol.backbone
+        if cfg.pretrain:  # the train stage depends on the file the protocol loads
+            assert cfg.backbone_weights == protocol_weights.weights_file
         assert set(cfg.methods) <= set(names("method"))
         assert set(cfg.datasets) <= set(names("dataset"))
         assert cfg.protocol in names("protocol")

@@ -89,6 +89,10 @@ class Settings:
     noise: float = 4.0  # std of Gaussian pixel noise, 0..255 scale
     supersample: int = 3  # drawing resolution factor (antialiasing)
     train_fraction: float = 0.5  # share of is_training=1 in train_test_split.txt (unused)
+    # another generated dataset's knobs: every class drawn here keeps at least
+    # min_class_distance from every class of that dataset, so the two class sets cannot coincide
+    # (the pretraining source set is drawn disjoint from the benchmark's classes this way)
+    disjoint_from: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         checks = {
@@ -111,6 +115,8 @@ class Settings:
             "noise >= 0": self.noise >= 0,
             "supersample >= 1": self.supersample >= 1,
             "0 <= train_fraction <= 1": 0 <= self.train_fraction <= 1,
+            "disjoint_from has marks_per_class of its own dataset": self.disjoint_from is None
+            or int(self.disjoint_from.get("marks_per_class", 2)) == self.marks_per_class,
         }
         failed = [rule for rule, ok in checks.items() if not ok]
         if failed:
@@ -166,6 +172,7 @@ def class_marks(settings: Settings, tries: int = 5000) -> list[tuple[Mark, ...]]
     """The marks of every class, drawn one class after another by rejection: marks of a class
     do not overlap and two classes' mark locations are at least ``min_class_distance`` apart."""
     rng = np.random.default_rng([settings.seed, CLASS_STREAM])
+    avoid = excluded_classes(settings)
     classes: list[tuple[Mark, ...]] = []
     for index in range(settings.num_classes):
         for _ in range(tries):
@@ -176,7 +183,8 @@ def class_marks(settings: Settings, tries: int = 5000) -> list[tuple[Mark, ...]]
                 for p, q in itertools.combinations(positions, 2)
             )
             if apart and all(
-                class_distance(marks, other) >= settings.min_class_distance for other in classes
+                class_distance(marks, other) >= settings.min_class_distance
+                for other in (*avoid, *classes)
             ):
                 classes.append(marks)
                 break
@@ -186,6 +194,16 @@ def class_marks(settings: Settings, tries: int = 5000) -> list[tuple[Mark, ...]]
                 f"min_class_distance={settings.min_class_distance}: lower it or mark_size"
             )
     return classes
+
+
+def excluded_classes(settings: Settings) -> list[tuple[Mark, ...]]:
+    """The classes of the ``disjoint_from`` dataset (none when it is not set)."""
+    if settings.disjoint_from is None:
+        return []
+    other = dict(settings.disjoint_from)
+    if other.get("disjoint_from") is not None:
+        raise ValueError("disjoint_from must name a dataset that is not itself disjoint_from one")
+    return class_marks(make_settings(**other))
 
 
 def _hsv(hue: float, saturation: float, value: float) -> np.ndarray:

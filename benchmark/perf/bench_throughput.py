@@ -38,10 +38,11 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 from benchmark.cell import Run, autocast, loader_options, prepare_run, runtime_settings
 from benchmark.config import compose_config, run_settings
 from benchmark.distributed import Objective, World
+from benchmark.optimizer import make_optimizer
 from benchmark.perf.memory import reset_rss_peak, rss_kib
 from benchmark.prepare import prepare
 from benchmark.provenance import device_name
-from benchmark.train import make_optimizer, train_step
+from benchmark.train import train_step
 
 
 def _sync(device: torch.device) -> None:

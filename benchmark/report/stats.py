@@ -21,6 +21,28 @@ SUMMARY_TEXT = (
 )
 
 
+def hierarchical_test_text(resamples: int, seed: int, k: int = 1) -> str:
+    first = (
+        "its nearest gallery image has"
+        if k == 1
+        else f"any of its first {k} retrieved gallery images has"
+    )
+    return (
+        f"Test against the baseline that accounts for seeds and queries (hierarchical "
+        f"bootstrap): for every run and query q, hit(q) = 1 when {first} the query's label "
+        f"(from each run's neighbors.npy and test_labels.npy). Each of {resamples:,} resamples "
+        f"(random seed {seed}) draws, with replacement, as many seeds as each method has from "
+        f"that method's own seeds (the two methods' seeds are independent runs, not pairs), then "
+        f"the test queries, the same draw for both methods; Δ* = 100 · mean over the drawn "
+        f"queries of (mean hit of the method's drawn seeds − mean hit of the baseline's). "
+        f"Δ R@{k} is the observed difference of the seed-averaged hit rates (percentage points), "
+        f"its 95% CI the percentile interval of Δ*, and the two-sided p-value "
+        f"(1 + #{{|Δ* − Δ| ≥ |Δ|}}) / (resamples + 1), the bootstrap distribution shifted to the "
+        f"null Δ = 0. Both methods need at least 2 seeds, otherwise the seed-to-seed spread is "
+        f"unknown and the test is shown as not available. No correction for multiple comparisons."
+    )
+
+
 def paired_test_text(resamples: int, seed: int, k: int = 1) -> str:
     first = (
         "its nearest gallery image has"
@@ -129,3 +151,47 @@ def paired_bootstrap(
     extreme = np.count_nonzero(np.abs(means - observed) >= abs(observed) - 1e-12)
     p_value = (1 + extreme) / (resamples + 1)
     return PairedResult(observed, float(low), float(high), float(p_value), a.size, resamples)
+
+
+MIN_SEEDS_FOR_TEST = 2
+
+
+def hierarchical_bootstrap(
+    hits_method: np.ndarray,
+    hits_baseline: np.ndarray,
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_BOOTSTRAP_SEED,
+    chunk: int = 200,
+) -> PairedResult:
+    """Two-level bootstrap (seeds, then queries) of the difference in mean hit rate, in
+    percentage points (see :func:`hierarchical_test_text`).
+
+    hits_*: (S, N) per-seed, per-query hits (S >= ``MIN_SEEDS_FOR_TEST`` each; the same N
+    queries in the same order). Seeds are resampled within each method independently; queries
+    with the same indices for both.
+    """
+    a = np.asarray(hits_method, dtype=np.float64)
+    b = np.asarray(hits_baseline, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.shape[1] == 0:
+        raise ValueError(f"hits need shapes (S, N) with the same N > 0, got {a.shape}, {b.shape}")
+    if min(len(a), len(b)) < MIN_SEEDS_FOR_TEST:
+        raise ValueError(
+            f"a test over seeds needs >= {MIN_SEEDS_FOR_TEST} seeds per method, "
+            f"got {len(a)} and {len(b)}"
+        )
+    observed = 100.0 * float(a.mean() - b.mean())
+    rng = np.random.default_rng(seed)
+    queries = a.shape[1]
+    means = np.empty(resamples)
+    for start in range(0, resamples, chunk):
+        count = min(chunk, resamples - start)
+        seeds_a = rng.integers(0, len(a), size=(count, len(a)))
+        seeds_b = rng.integers(0, len(b), size=(count, len(b)))
+        rate = a[seeds_a].mean(axis=1) - b[seeds_b].mean(axis=1)  # (count, N)
+        index = rng.integers(0, queries, size=(count, queries))
+        means[start : start + count] = 100.0 * np.take_along_axis(rate, index, 1).mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    extreme = np.count_nonzero(np.abs(means - observed) >= abs(observed) - 1e-12)
+    p_value = (1 + extreme) / (resamples + 1)
+    return PairedResult(observed, float(low), float(high), float(p_value), queries, resamples)

@@ -33,6 +33,7 @@ from methods.cnenet.transforms import (
 from methods.registry import Method, ModelOutput, register_method
 
 EXPANSIONS = ("nem", "attention", "none")
+SIAMESE_BATCHNORM = ("shared", "separate")
 CLASSIFIER_HEADS = ("concatenated", "per_part")
 
 
@@ -64,8 +65,10 @@ class CNENet(nn.Module):
         siamese: bool,
         transformed_branch_outputs: bool,
         transforms: TransformSettings,
+        siamese_batchnorm: str = "shared",
     ) -> None:
         super().__init__()
+        self.siamese_batchnorm = siamese_batchnorm
         self.backbone = backbone
         self.nuance = nuance
         self.expansion = expansion
@@ -114,7 +117,7 @@ class CNENet(nn.Module):
         batch = images.shape[0]
         theta = sample_affine(batch, self.transforms)  # (B, 2, 3) float64, CPU RNG
         transformed = content_augmentation(warp(images, theta).to(images.dtype), self.transforms)
-        features_all = self.backbone(torch.cat([images, transformed]))  # (2B, C, h, w), one pass
+        features_all = self._siamese_features(images, transformed)  # (2B, C, h, w)
         maps_all = self.nuance(features_all)  # (2B, l, h, w)
         features, maps, transformed_maps = features_all[:batch], maps_all[:batch], maps_all[batch:]
         warped_maps = warp(maps, theta).to(maps.dtype)  # (B, l, h, w) T(M^O), same theta
@@ -136,6 +139,26 @@ class CNENet(nn.Module):
             if "part_logits" in other:
                 extras["transformed_part_logits"] = other["part_logits"]
         return ModelOutput(embedding=out["descriptor"], logits=out["logits"], extras=extras)
+
+    def _siamese_features(self, images: torch.Tensor, transformed: torch.Tensor) -> torch.Tensor:
+        """F of [I; T(I)]: one batched pass ("shared": BatchNorm normalises both branches with
+        joint batch statistics), or two passes ("separate": each branch with its own batch
+        statistics; only the clean branch updates the running statistics used in eval)."""
+        if self.siamese_batchnorm == "shared":
+            return self.backbone(torch.cat([images, transformed]))  # one pass
+        clean = self.backbone(images)
+        norms = [
+            m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        ]
+        momenta = [m.momentum for m in norms]
+        for module in norms:
+            module.momentum = 0.0  # running = (1 - 0) * running: unchanged by the T branch
+        try:
+            other = self.backbone(transformed)
+        finally:
+            for module, momentum in zip(norms, momenta, strict=True):
+                module.momentum = momentum
+        return torch.cat([clean, other])
 
     @torch.no_grad()
     def nuance_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -172,8 +195,12 @@ class CNENetCriterion(nn.Module):
         alignment_norm: str,
         alignment_mask: bool,
         transformed_branch_losses: bool,
+        regulariser_warmup_steps: int = 0,
     ) -> None:
         super().__init__()
+        self.regulariser_warmup_steps = regulariser_warmup_steps
+        # training steps seen, for the warm-up of L_SD and L_SA (saved with the checkpoint)
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self.classification_weight = classification_weight
         self.semantic_discrete_weight = semantic_discrete_weight
         self.semantic_alignment_weight = semantic_alignment_weight
@@ -183,6 +210,10 @@ class CNENetCriterion(nn.Module):
 
     def forward(self, output: ModelOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         extras, terms = output.extras, {}
+        ramp = 1.0
+        if self.training and self.regulariser_warmup_steps > 0:
+            ramp = min(1.0, float(self.steps) / self.regulariser_warmup_steps)
+            self.steps += 1
         both = self.transformed_branch_losses and "transformed_maps" in extras
         if self.classification_weight > 0:
             ce = self._classification(extras.get("part_logits", output.logits), labels)
@@ -194,7 +225,8 @@ class CNENetCriterion(nn.Module):
             maps = extras["maps"]
             if both:
                 maps = torch.cat([maps, extras["transformed_maps"]])
-            terms["sd"] = self.semantic_discrete_weight * semantic_discrete_loss(maps)  # Eq. 3
+            sd = semantic_discrete_loss(maps)  # Eq. 3
+            terms["sd"] = ramp * self.semantic_discrete_weight * sd
         if self.semantic_alignment_weight > 0:
             if "warped_maps" not in extras:
                 raise RuntimeError(
@@ -204,7 +236,7 @@ class CNENetCriterion(nn.Module):
             sa = semantic_alignment_loss(
                 extras["warped_maps"], extras["transformed_maps"], valid, self.alignment_norm
             )
-            terms["sa"] = self.semantic_alignment_weight * sa  # Eq. 5
+            terms["sa"] = ramp * self.semantic_alignment_weight * sa  # Eq. 5
         return terms
 
     @staticmethod
@@ -230,6 +262,8 @@ def build_cnenet(
     num_classes: int,
     num_maps: int = 4,
     map_generator_bias: bool = True,
+    map_generator_bias_init: float | None = None,
+    map_normalisation: str = "relu_minmax",
     minmax_scope: str = "map",
     minmax_epsilon: float = 1e-5,
     expansion: str = "nem",
@@ -242,6 +276,8 @@ def build_cnenet(
     alignment_norm: str = "l1",
     alignment_mask: bool = True,
     transformed_branch_losses: bool = False,
+    siamese_batchnorm: str = "shared",
+    regulariser_warmup_steps: int = 0,
     flip_probability: float = 0.5,
     scale_range: Sequence[float] = (0.75, 1.25),
     rotation_range: Sequence[float] = (-30.0, 30.0),
@@ -256,6 +292,13 @@ def build_cnenet(
     _check_choice("classifier_heads", classifier_heads, CLASSIFIER_HEADS)
     _check_choice("alignment_norm", alignment_norm, ALIGNMENT_NORMS)
     _check_choice("last_stride", last_stride, (1, 2))
+    _check_choice("siamese_batchnorm", siamese_batchnorm, SIAMESE_BATCHNORM)
+    if regulariser_warmup_steps < 0:
+        raise ValueError(
+            f"cnenet: regulariser_warmup_steps must be >= 0, got {regulariser_warmup_steps}"
+        )
+    if map_generator_bias_init is not None and not map_generator_bias:
+        raise ValueError("cnenet: map_generator_bias_init needs map_generator_bias=true")
     weights = {
         "classification_weight": classification_weight,
         "semantic_discrete_weight": semantic_discrete_weight,
@@ -282,7 +325,10 @@ def build_cnenet(
         bias=map_generator_bias,
         minmax_scope=minmax_scope,
         epsilon=minmax_epsilon,
+        normalisation=map_normalisation,
     )
+    if map_generator_bias_init is not None:  # else PyTorch's default (uniform) init
+        nn.init.constant_(nuance.generator.bias, map_generator_bias_init)
     expander: nn.Module | None = None
     if expansion == "nem":
         expander = NuanceExpansionModule(feature_dim, expansion_dim, detach_maps_in_expansion)
@@ -299,12 +345,14 @@ def build_cnenet(
         siamese=siamese,
         transformed_branch_outputs=transformed_branch_losses,
         transforms=transforms,
+        siamese_batchnorm=siamese_batchnorm,
     )
     criterion = CNENetCriterion(
         **weights,
         alignment_norm=alignment_norm,
         alignment_mask=alignment_mask,
         transformed_branch_losses=transformed_branch_losses,
+        regulariser_warmup_steps=regulariser_warmup_steps,
     )
     new_layers = ("nuance", "classifier") + (() if expander is None else ("expansion",))
     maps_used = {

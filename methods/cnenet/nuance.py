@@ -11,6 +11,10 @@ import torch.nn.functional as functional
 from torch import nn
 
 MINMAX_SCOPES = ("map", "sample")
+# Eq. 1-2 order: "relu_minmax" = min-max of ReLU(G(F)) (the literal reading: a map whose response
+# is negative everywhere is all zero and gets no gradient); "minmax" = min-max of G(F) itself, so
+# every map of every image keeps a minimum of 0 and a maximum of 1 (the ReLU is then a no-op)
+MAP_NORMALISATIONS = ("relu_minmax", "minmax")
 ALIGNMENT_NORMS = ("l1", "mse", "frobenius")
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 
@@ -53,18 +57,26 @@ class NuanceModellingModule(nn.Module):
         bias: bool = True,
         minmax_scope: str = "map",
         epsilon: float = 1e-5,
+        normalisation: str = "relu_minmax",
     ) -> None:
         super().__init__()
         if num_maps < 1:
             raise ValueError(f"num_maps must be at least 1, got {num_maps}")
         if minmax_scope not in MINMAX_SCOPES:
             raise ValueError(f"minmax_scope must be one of {MINMAX_SCOPES}, got {minmax_scope!r}")
+        if normalisation not in MAP_NORMALISATIONS:
+            raise ValueError(
+                f"map_normalisation must be one of {MAP_NORMALISATIONS}, got {normalisation!r}"
+            )
+        self.normalisation = normalisation
         self.generator = nn.Conv2d(feature_dim, num_maps, kernel_size=1, bias=bias)
         self.minmax_scope = minmax_scope
         self.epsilon = epsilon
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        responses = functional.relu(self.generator(features))  # (B, l, h, w) M_hat, Eq. 1
+        responses = self.generator(features)  # (B, l, h, w) G(F)
+        if self.normalisation == "relu_minmax":
+            responses = functional.relu(responses)  # M_hat, Eq. 1
         return min_max_normalise(responses, self.minmax_scope, self.epsilon)  # (B, l, h, w), Eq. 2
 
 

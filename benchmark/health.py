@@ -1,0 +1,182 @@
+"""Health checks of a run: is the embedding collapsed, are CNENet's CARE maps alive?
+
+Pure functions on tensors, used per epoch on a fixed probe batch (history.csv) and once on the
+test split (results.json):
+
+- ``embedding_spread``: mean pairwise cosine distance of the L2-normalised embeddings and their
+  effective rank (Roy and Vetterli 2007: exp of the entropy of the normalised singular values).
+  A collapsed run (every embedding at one point) has distance ~0 and effective rank ~1.
+- ``MapHealth``: accumulates, over batches of CARE maps M (B, l, h, w) in [0, 1], the fraction of
+  (image, map) pairs whose map is all zero (max <= ``DEAD_MAP_MAX``), the mean activation, the
+  map overlap (L_SD of Eq. 3 on these images) and the equivariance error (L_SA of Eq. 5 between
+  the warped maps of I and the maps of T(I), T a random flip/scale/rotation without content
+  augmentation, drawn from a fixed seed so every method and epoch sees the same T).
+- ``chance_recall_at_1`` and ``degenerate_reasons``: a run is degenerate when its embeddings
+  collapse or its test Recall@1 is within ``CHANCE_FACTOR`` x chance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as functional
+
+from methods.cnenet.nuance import semantic_alignment_loss, semantic_discrete_loss
+from methods.cnenet.transforms import TransformSettings, sample_affine, valid_mask, warp
+from methods.registry import Method
+
+DEAD_MAP_MAX = 1e-6  # a map whose largest value is at most this counts as all zero
+COLLAPSE_DISTANCE = 0.01  # mean pairwise cosine distance under which embeddings have collapsed
+CHANCE_FACTOR = 1.5  # test Recall@1 within this factor of chance is degenerate
+EQUIVARIANCE_SEED = 20_221_227  # fixed draws of T for the equivariance error
+
+
+def embedding_spread(embeddings: torch.Tensor) -> dict[str, float]:
+    """Mean pairwise cosine distance (off-diagonal) and effective rank of (N, D) embeddings."""
+    unit = functional.normalize(embeddings.detach().double(), dim=1)  # (N, D)
+    count = len(unit)
+    if count < 2:
+        raise ValueError("embedding_spread needs at least two embeddings")
+    cosines = unit @ unit.T  # (N, N)
+    mean_cosine = (cosines.sum() - cosines.diagonal().sum()) / (count * (count - 1))
+    singular = torch.linalg.svdvals(unit)  # (min(N, D),)
+    weights = singular / singular.sum().clamp_min(1e-12)
+    entropy = -(weights * torch.log(weights.clamp_min(1e-300))).sum()
+    return {
+        "mean_cosine_distance": float(1.0 - mean_cosine),
+        "effective_rank": float(torch.exp(entropy)),
+    }
+
+
+@dataclass
+class MapHealth:
+    """Running map-health sums over batches; ``summary()`` gives the means."""
+
+    maps_seen: int = 0
+    dead_maps: int = 0
+    images: int = 0
+    activation_sum: float = 0.0
+    overlap_sum: float = 0.0
+    equivariance_sum: float = 0.0
+    equivariance_images: int = 0
+    generator: torch.Generator = field(default_factory=torch.Generator)
+
+    def __post_init__(self) -> None:
+        self.generator.manual_seed(EQUIVARIANCE_SEED)
+
+    def add(self, maps: torch.Tensor) -> None:
+        """CARE maps M (B, l, h, w) of a batch."""
+        maps = maps.detach().float()
+        batch, num_maps = maps.shape[:2]
+        peak = maps.amax(dim=(2, 3))  # (B, l)
+        self.dead_maps += int((peak <= DEAD_MAP_MAX).sum())
+        self.maps_seen += batch * num_maps
+        self.images += batch
+        self.activation_sum += float(maps.mean(dim=(1, 2, 3)).sum())
+        if num_maps >= 2:
+            self.overlap_sum += float(semantic_discrete_loss(maps)) * batch  # Eq. 3, batch mean
+
+    def add_equivariance(
+        self, images: torch.Tensor, maps_of: Callable[[torch.Tensor], torch.Tensor]
+    ) -> None:
+        """L_SA (Eq. 5, l1, valid positions) between T(M(I)) and M(T(I)) for images (B, 3, H, W)
+        in [0, 1]; ``maps_of`` maps images to CARE maps (B, l, h, w) in eval mode."""
+        state = torch.random.get_rng_state()
+        torch.random.set_rng_state(self.generator.get_state())
+        try:  # sample_affine draws from the global CPU generator
+            theta = sample_affine(len(images), TransformSettings())  # (B, 2, 3) float64
+        finally:
+            self.generator.set_state(torch.random.get_rng_state())
+            torch.random.set_rng_state(state)
+        maps = maps_of(images).float()
+        transformed = maps_of(warp(images, theta).to(images.dtype)).float()
+        warped = warp(maps, theta).to(maps.dtype)
+        valid = valid_mask(theta, (maps.shape[2], maps.shape[3])).to(maps.device)
+        error = semantic_alignment_loss(warped, transformed, valid, "l1")
+        self.equivariance_sum += float(error) * len(images)
+        self.equivariance_images += len(images)
+
+    def summary(self) -> dict[str, float | None]:
+        if self.maps_seen == 0:
+            raise ValueError("MapHealth.summary before any maps were added")
+        equivariance = (
+            self.equivariance_sum / self.equivariance_images if self.equivariance_images else None
+        )
+        return {
+            "dead_map_fraction": self.dead_maps / self.maps_seen,
+            "mean_activation": self.activation_sum / self.images,
+            "map_overlap": self.overlap_sum / self.images,
+            "equivariance_error": equivariance,
+        }
+
+
+def care_maps_of(method: Method) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """images (B, 3, H, W) in [0, 1] -> CARE maps M (B, l, H, W), from the method's declared
+    ``nuance_maps`` (eval mode, no gradient); ``None`` for methods without maps."""
+    if method.nuance_maps is None:
+        return None
+    nuance_maps = method.nuance_maps
+    return lambda images: nuance_maps(images)[0]
+
+
+@torch.no_grad()
+def probe_statistics(method: Method, images: torch.Tensor) -> dict[str, Any]:
+    """Embedding spread (and CARE-map health) of a fixed probe batch, in eval mode; the model's
+    train/eval mode is restored. images: (P, 3, H, W) in [0, 1] on the model's device."""
+    model = method.model
+    was_training = model.training
+    model.eval()
+    try:
+        row = {f"probe_{k}": v for k, v in embedding_spread(model(images).embedding).items()}
+        maps_of = care_maps_of(method)
+        if maps_of is not None:
+            health = MapHealth()
+            health.add(maps_of(images))
+            health.add_equivariance(images, maps_of)
+            row |= {f"probe_{k}": v for k, v in health.summary().items()}
+    finally:
+        model.train(was_training)
+    return row
+
+
+def health_block(
+    metrics: dict[str, float], labels: np.ndarray, embeddings: torch.Tensor, maps: dict | None
+) -> dict[str, Any]:
+    """results.json ``health``: degenerate flag and reasons, chance, spread, map health."""
+    chance = chance_recall_at_1(labels)
+    spread = embedding_spread(embeddings)
+    reasons = degenerate_reasons(metrics["recall@1"], chance, spread)
+    return {
+        "degenerate": bool(reasons),
+        "degenerate_reasons": reasons,
+        "chance_recall@1": chance,
+        "embedding_spread": spread,
+        "maps": maps,
+    }
+
+
+def chance_recall_at_1(labels: np.ndarray) -> float:
+    """Expected Recall@1 (percent) of a random ranking: mean over queries of R / (N - 1)."""
+    labels = np.asarray(labels)
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    relevant = counts[inverse] - 1
+    return 100.0 * float(np.mean(relevant / (len(labels) - 1)))
+
+
+def degenerate_reasons(recall_at_1: float, chance: float, spread: dict[str, float]) -> list[str]:
+    """Why a run is degenerate (empty: it is not)."""
+    reasons = []
+    if recall_at_1 <= CHANCE_FACTOR * chance:
+        reasons.append(
+            f"test Recall@1 {recall_at_1:.1f} is within {CHANCE_FACTOR}x chance ({chance:.1f})"
+        )
+    if spread["mean_cosine_distance"] < COLLAPSE_DISTANCE:
+        reasons.append(
+            f"embeddings collapsed: mean pairwise cosine distance "
+            f"{spread['mean_cosine_distance']:.4f} < {COLLAPSE_DISTANCE}"
+        )
+    return reasons

@@ -1,0 +1,96 @@
+"""The pretrain stage: ``python benchmark/pretrain.py`` (configs/pretrain.yaml).
+
+The embedded default's analogue of ImageNet pretraining. The protocol's backbone is trained with
+cross-entropy (the ``baseline`` method) on every image of a generated *source* dataset whose
+classes are disjoint from the benchmark's (configs/dataset/synthetic_source.yaml), then its
+weights are written as one safetensors file, ``output``, which the embedded protocol loads through
+``protocol.backbone.weights_file`` exactly as the paper protocol loads ImageNet weights.
+Deterministic: same code, config and machine -> the same file. The training run itself lives in
+``run_dir`` (resumable like any run); the file is written atomically at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+
+from benchmark.atomic import write_atomic
+from benchmark.checkpoint_weights import load_model_state
+from benchmark.data.manifest import file_sha256
+from benchmark.provenance import command_line, git_state, set_command
+from benchmark.train import train
+
+BACKBONE_PREFIX = "backbone.body."
+METADATA_KEY = "fgor_bench"
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The provenance a pretrained backbone file carries (see :func:`pretrain`)."""
+    with safe_open(str(path), "pt") as handle:
+        header = handle.metadata() or {}
+    if METADATA_KEY not in header:
+        raise ValueError(f"{path}: not a pretrained backbone written by benchmark/pretrain.py")
+    return json.loads(header[METADATA_KEY])
+
+
+def export_backbone(checkpoint: Path, output: Path, metadata: dict[str, str]) -> int:
+    """Write the backbone tensors of a run's checkpoint to ``output``; returns their count."""
+    state = load_model_state(checkpoint)
+    tensors = {
+        key[len(BACKBONE_PREFIX) :]: value.contiguous()
+        for key, value in state.items()
+        if key.startswith(BACKBONE_PREFIX)
+    }
+    if not tensors:
+        raise ValueError(f"{checkpoint}: no backbone tensors ({BACKBONE_PREFIX}*) in the model")
+    # one metadata key: safetensors writes several keys in no fixed order (different bytes)
+    header = {METADATA_KEY: json.dumps(metadata, sort_keys=True)}
+    write_atomic(output, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+    return len(tensors)
+
+
+def pretrain(cfg: DictConfig) -> Path:
+    """Train (or resume) the pretraining run, then export its backbone to ``cfg.output``."""
+    if cfg.protocol.backbone.weights_file:
+        raise ValueError(
+            "pretraining starts from random init: protocol.backbone.weights_file must be null"
+        )
+    train(cfg)
+    run_dir = Path(cfg.run_dir)
+    history = (run_dir / "history.csv").read_text().splitlines()
+    commit, _ = git_state()
+    metadata = {
+        "format": "fgor-bench pretrained backbone",
+        "backbone": str(cfg.protocol.backbone.name),
+        "source_dataset": str(cfg.dataset.name),
+        "source_manifest_sha256": file_sha256(Path(cfg.dataset.root) / "manifest.csv"),
+        "epochs": str(cfg.protocol.epochs),
+        "last_epoch": history[-1] if len(history) > 1 else "",
+        "history_columns": history[0] if history else "",
+        "command": command_line(),
+        "git_commit": commit,
+        "config": json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True),
+    }
+    output = Path(cfg.output)
+    count = export_backbone(run_dir / "checkpoint.pt", output, metadata)
+    print(f"wrote {output} ({count} tensors, sha256 {file_sha256(output)})")
+    return output
+
+
+@hydra.main(config_path="../configs", config_name="pretrain", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    set_command(["python", "benchmark/pretrain.py", *HydraConfig.get().overrides.task])
+    pretrain(cfg)
+
+
+if __name__ == "__main__":
+    main()
