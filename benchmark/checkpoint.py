@@ -94,7 +94,7 @@ def load_weights(run: Run) -> dict[str, Any]:
         raise FileNotFoundError(f"{path} does not exist; run stage=train first")
     state = _read(run, path)
     log.info("loaded %s (epoch %d)", path, state["epoch"])
-    if state["epoch"] != run.protocol.epochs:
+    if state["epoch"] != run.method.epochs(run.protocol.epochs):
         raise RuntimeError(
             f"{path} holds epoch {state['epoch']} of {run.protocol.epochs}; train to the end "
             "first (stage=train)"

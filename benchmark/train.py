@@ -185,7 +185,10 @@ def fit(run: Run, wall_start: float) -> float:
     progress = {key: state[key] for key in ("history", "train_seconds", "wall_seconds")}
     accounted = wall_start
     objective, loader = make_objective(run), make_train_loader(run)
-    for epoch in range(state["epoch"], run.protocol.epochs):
+    last_epoch = run.method.epochs(run.protocol.epochs)  # 0: evaluated as built (untrained)
+    if last_epoch == 0 and run.world.main:
+        save_checkpoint(run, optimizer, scaler, {**progress, "epoch": 0})
+    for epoch in range(state["epoch"], last_epoch):
         row = train_one_epoch(run, epoch, objective, loader, optimizer, scaler)
         row |= probe_statistics(run.method, run.probe.to(run.device).float() / 255)  # health
         progress["history"].append(row)

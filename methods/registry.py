@@ -74,6 +74,8 @@ class Method:
         loss terms; e.g. pair distances for the collapse check).
     training_stats: ``() -> {name: 0-dim tensor}`` of the last training batch, keys
         ``stat_names``; None when ``stat_names`` is empty.
+    fine_tune: False for a reference evaluated as built, without any training (the
+        "untrained" row: the pretrained backbone's pooled features).
     """
 
     model: nn.Module
@@ -87,6 +89,7 @@ class Method:
     nuance_maps: NuanceMaps | None = None
     stat_names: tuple[str, ...] = ()
     training_stats: Stats | None = None
+    fine_tune: bool = True
 
     def __post_init__(self) -> None:
         if bool(self.stat_names) != (self.training_stats is not None):
@@ -98,6 +101,10 @@ class Method:
             raise ValueError(
                 f"Method.lr_ratios prefix(es) {outside} lie in no new layer {list(self.new_layers)}"
             )
+
+    def epochs(self, protocol_epochs: int) -> int:
+        """How many epochs this method trains under a protocol of ``protocol_epochs``."""
+        return protocol_epochs if self.fine_tune else 0
 
     def last_stats(self) -> dict[str, torch.Tensor]:
         """The training statistics of the last forward (empty for a method that logs none)."""
