@@ -78,6 +78,7 @@ def write_run(
     embeddings: np.ndarray | None = None,
     root: str = "data/none",
     started: str = "2025-01-02T03:04:05+00:00",
+    health: dict | None = None,
 ) -> Path:
     """A run directory as benchmark/train.py writes it, with the numbers the test chooses."""
     run_dir = runs / method / dataset / f"seed{seed}"
@@ -128,6 +129,7 @@ def write_run(
                 "num_params": 204_900,
             },
         ],
+        **({"health": health} if health is not None else {}),
         "declared": {"pooling": "avg", "embedding": "avg-pooled backbone feature"},
         "capabilities": {  # what CNENet-like methods declare
             "siamese": method.startswith("cnenet"),
@@ -386,7 +388,7 @@ def test_paired_test_in_the_report_uses_the_run_files(tmp_path: Path) -> None:
     assert twin[4:7] == ["0.0", "[0.0, 0.0]", "1.0000"]
     assert "Inconsistent run files" not in markdown  # neighbors.npy agrees with results.json
     assert "Paired over 60 test queries." in stats
-    assert "bootstrap over queries (500 resamples, random seed 0)" in markdown  # the method, stated
+    assert "Each of 500 resamples (random seed 0)" in markdown  # the method, stated
 
 
 def test_neighbors_disagreeing_with_results_are_reported(tmp_path: Path) -> None:
@@ -561,3 +563,49 @@ def test_expected_grid_files(tmp_path: Path) -> None:
         ResultsError, match=re.escape(f"{broken}: the expected grid needs list(s) datasets")
     ):
         load_expected(broken)
+
+
+def health(degenerate: bool = False, dead: float | None = None) -> dict:
+    reasons = ["test Recall@1 2.0 is within 1.5x chance (2.0)"] if degenerate else []
+    maps = None if dead is None else {"dead_map_fraction": dead, "mean_activation": 0.4,
+                                      "map_overlap": 0.3, "equivariance_error": 0.05}  # fmt: skip
+    return {"degenerate": degenerate, "degenerate_reasons": reasons, "chance_recall@1": 2.0,
+            "embedding_spread": {"mean_cosine_distance": 0.5, "effective_rank": 9.0},
+            "maps": maps}  # fmt: skip
+
+
+def test_degenerate_runs_are_marked_and_listed_and_map_health_is_shown(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for seed in (1, 2, 3):
+        write_run(runs, "baseline", "cub", (seed), (50.0 + seed, 60, 70, 80), health=health())
+        collapsed = seed == 2
+        r1 = 2.0 if collapsed else 55.0
+        write_run(runs, "cnenet", "cub", seed, (r1, 60, 70, 80),
+                  health=health(collapsed, dead=0.25 * (seed - 1)))  # fmt: skip
+    write_report(runs, tmp_path / "out", None, resamples=200)
+    markdown = (tmp_path / "out" / "results.md").read_text()
+    assert "1 degenerate run(s), marked ✗ in every table: `cnenet` on cub, seed 2: test" in markdown
+    row = table_rows(markdown, "`cnenet`")[0]
+    assert row[4].endswith("✗1/3")  # R@1 of the cell: mean ± std, then the mark
+    assert row[8] == "25.0 ± 25.0"  # dead maps %: 0, 25, 50
+    assert table_rows(markdown, "`baseline`")[0][4].count("✗") == 0
+    frame = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    dead = [r for r in frame if r["metric"] == "dead_map_fraction"]
+    assert [(r["method"], float(r["mean"])) for r in dead] == [("cnenet", 25.0)]
+    assert {r["degenerate_seeds"] for r in frame if r["method"] == "cnenet"} == {"1"}
+
+
+def test_t_intervals_are_clipped_to_percentages_and_one_seed_has_no_test(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    labels = np.repeat(np.arange(10), 6)
+    hits = np.arange(60) % 2 == 0
+    for seed, r1 in ((1, 1.0), (2, 30.0)):  # mean 15.5, the t-interval reaches far below 0
+        write_run(runs, "baseline", "cub", seed, (r1, 60, 70, 80), hits=hits, labels=labels)
+    write_run(runs, "cnenet", "cub", 1, (40.0, 60, 70, 80), hits=hits, labels=labels)
+    write_report(runs, tmp_path / "out", None, resamples=200)
+    markdown = (tmp_path / "out" / "results.md").read_text()
+    stats = section(markdown, "Confidence intervals and paired tests", "## Secondary")
+    baseline = table_rows(stats, "`baseline`")[0]
+    assert baseline[3].startswith("[0.0, ")
+    assert table_rows(stats, "`cnenet`")[0][4] == "n/a"
+    assert "needs >= 2 seeds of both methods" in stats

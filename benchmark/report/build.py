@@ -32,7 +32,7 @@ from benchmark.report.stats import (
     DEFAULT_BOOTSTRAP_SEED,
     DEFAULT_RESAMPLES,
     SUMMARY_TEXT,
-    paired_test_text,
+    hierarchical_test_text,
 )
 from benchmark.report.tables import Table, to_latex
 
@@ -59,6 +59,18 @@ def alerts(grid: Grid, differences: list[fairness.Difference], issues: list[str]
                 "The shared protocol differs between runs, so these numbers are not a "
                 f"like-for-like comparison: {fairness.difference_summary(differences)}. "
                 "See Fairness.",
+                "danger",
+            )
+        )
+    degenerate = grid.degenerate_runs()
+    if len(degenerate):
+        listed = "; ".join(
+            f"`{row.method}` on {row.dataset}, seed {row.seed}: {', '.join(row.degenerate_reasons)}"
+            for row in degenerate.itertuples()
+        )
+        out.append(
+            Alert(
+                f"{len(degenerate)} degenerate run(s), marked ✗ in every table: {listed}.",
                 "danger",
             )
         )
@@ -128,7 +140,7 @@ def build_parts(grid: Grid, resamples: int, seed: int, figures: list[FigureItem]
         *(TableBlock(t) for t in comparison),
         Heading("Statistics"),
         Text(SUMMARY_TEXT),
-        Text(paired_test_text(resamples, seed)),
+        Text(hierarchical_test_text(resamples, seed)),
         *(TableBlock(t) for t in statistics_tables(grid, resamples, seed)),
         Heading("Secondary metrics"),
         *(TableBlock(t) for t in sections.secondary_tables(grid)),

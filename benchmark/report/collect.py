@@ -37,7 +37,8 @@ TOP_LEVEL = {
 COLUMNS = (
     "method", "dataset", "seed", "builder", "suite", *METRICS, *COST, "run_dir", "results_path",
     "command", "git_commit", "git_dirty", "manifest_sha256", "device", "started", "libraries",
-    "declared", "capabilities", "param_groups", "config",
+    "declared", "capabilities", "param_groups", "config", "degenerate", "degenerate_reasons",
+    "chance_recall@1", "dead_map_fraction",
 )  # fmt: skip
 
 
@@ -143,6 +144,24 @@ def _row(data: dict[str, Any], path: Path) -> dict[str, Any]:
         "capabilities": data.get("capabilities", {}),  # absent in results written before it
         "param_groups": data["param_groups"],
         "config": data["config"],
+        **health_columns(data.get("health"), path),
+    }
+
+
+def health_columns(health: Any, path: Path) -> dict[str, Any]:
+    """The run's health (results written before it have none: not degenerate, no map health)."""
+    if health is None:
+        return {"degenerate": False, "degenerate_reasons": [], "chance_recall@1": math.nan,
+                "dead_map_fraction": math.nan}  # fmt: skip
+    if not isinstance(health, dict) or not isinstance(health.get("degenerate"), bool):
+        raise ResultsError(f"{path}: 'health' must hold a boolean 'degenerate'")
+    maps = health.get("maps") or {}
+    dead = maps.get("dead_map_fraction")
+    return {
+        "degenerate": health["degenerate"],
+        "degenerate_reasons": list(health.get("degenerate_reasons", [])),
+        "chance_recall@1": float(health.get("chance_recall@1", math.nan)),
+        "dead_map_fraction": math.nan if dead is None else 100.0 * float(dead),
     }
 
 

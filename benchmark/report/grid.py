@@ -22,6 +22,7 @@ METRIC_NAMES = {
     "recall@1": "R@1", "recall@2": "R@2", "recall@4": "R@4", "recall@8": "R@8",
     "map@r": "MAP@R", "r_precision": "R-Precision",
 }  # fmt: skip
+DEGENERATE = "✗"  # marks a cell with degenerate runs (collapsed, or R@1 within 1.5x chance)
 
 
 def number(value: float | None, digits: int = 1, sign: bool = False) -> str:
@@ -85,6 +86,14 @@ class Grid:
     def summary(self, method: str, dataset: str, metric: str) -> Summary:
         values = self.runs(method, dataset)[metric].dropna()
         return summarize(values.to_numpy(dtype=float))
+
+    def degenerate_count(self, method: str, dataset: str) -> int:
+        return int(self.runs(method, dataset)["degenerate"].fillna(False).astype(bool).sum())
+
+    def degenerate_runs(self) -> pd.DataFrame:
+        """Every degenerate run (method, dataset, seed, reasons), for the report's top."""
+        flagged = self.results[self.results["degenerate"].fillna(False).astype(bool)]
+        return flagged[["method", "dataset", "seed", "degenerate_reasons", "run_dir"]]
 
     def seed_count(self, method: str, dataset: str) -> str:
         """``3``, or ``2/3`` when fewer seeds than expected have results."""

@@ -9,14 +9,24 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.report.grid import BASELINE, MISSING, Grid, number
-from benchmark.report.stats import PairedResult, hits_at_k, paired_bootstrap
+from benchmark.report.stats import (
+    MIN_SEEDS_FOR_TEST,
+    PairedResult,
+    hierarchical_bootstrap,
+    hits_at_k,
+)
 from benchmark.report.tables import Column, Table
 
 
 @dataclass(frozen=True)
 class Hits:
-    rate: np.ndarray  # (N,) hit@k per test query, averaged over the method's seeds
+    per_seed: np.ndarray  # (S, N) hit@k per seed and test query
     labels: np.ndarray  # (N,) test labels (identical for every seed)
+
+    @property
+    def rate(self) -> np.ndarray:
+        """(N,) hit@k per test query, averaged over the method's seeds."""
+        return self.per_seed.mean(axis=0)
 
 
 def method_hits(grid: Grid, method: str, dataset: str, k: int) -> Hits | str:
@@ -40,7 +50,7 @@ def method_hits(grid: Grid, method: str, dataset: str, k: int) -> Hits | str:
             hits.append(hits_at_k(neighbors, labels, k))
         except ValueError as error:
             return f"{grid.link(neighbors_path)}: {error}"
-    return Hits(np.mean(hits, axis=0), labels_first)
+    return Hits(np.stack(hits).astype(np.float64), labels_first)
 
 
 def paired_result(
@@ -53,7 +63,9 @@ def paired_result(
         return ours
     if not np.array_equal(ours.labels, base.labels):
         return "test queries differ from the baseline's"
-    return paired_bootstrap(ours.rate, base.rate, resamples=resamples, seed=seed)
+    if min(len(ours.per_seed), len(base.per_seed)) < MIN_SEEDS_FOR_TEST:
+        return f"the test over seeds needs >= {MIN_SEEDS_FOR_TEST} seeds of both methods"
+    return hierarchical_bootstrap(ours.per_seed, base.per_seed, resamples=resamples, seed=seed)
 
 
 def statistics_tables(grid: Grid, resamples: int, seed: int) -> list[Table]:
@@ -77,10 +89,10 @@ def statistics_tables(grid: Grid, resamples: int, seed: int) -> list[Table]:
             summary = grid.summary(method, dataset, "recall@1")
             if summary.n == 0:
                 continue
-            ci = (
+            ci = (  # a percentage: the t-interval is clipped to [0, 100]
                 "n/a (n = 1)"
                 if summary.n == 1
-                else f"[{number(summary.ci_low)}, {number(summary.ci_high)}]"
+                else f"[{number(max(0.0, summary.ci_low))}, {number(min(100.0, summary.ci_high))}]"
             )
             if method == BASELINE:
                 test = ["reference", "", ""]
@@ -99,7 +111,8 @@ def statistics_tables(grid: Grid, resamples: int, seed: int) -> list[Table]:
                     test = [f"{marker}{number(result.difference, sign=True)}{marker}", interval, p]
             table.add(f"`{method}`", str(summary.n), number(summary.mean), ci, *test)
         table.notes.append(
-            "Δ in bold: p < 0.05 (paired bootstrap over test queries, as described above)."
+            "Δ in bold: p < 0.05 (hierarchical bootstrap over seeds, then test queries, as "
+            "described above)."
         )
         if queries:
             counts = ", ".join(f"{q:,}" for q in sorted(queries))

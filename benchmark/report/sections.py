@@ -11,7 +11,15 @@ import pandas as pd
 
 from benchmark.report.collect import RECALL_KS
 from benchmark.report.fairness import protocol_differences, protocol_outliers
-from benchmark.report.grid import DASH, METRIC_NAMES, MISSING, Grid, mean_std, number
+from benchmark.report.grid import (
+    DASH,
+    DEGENERATE,
+    METRIC_NAMES,
+    MISSING,
+    Grid,
+    mean_std,
+    number,
+)
 from benchmark.report.reference import ARCHITECTURES, TABLE1, TABLE3, PaperRow, architecture_code
 from benchmark.report.tables import Column, Table
 
@@ -41,6 +49,9 @@ def best_values(grid: Grid, dataset: str, methods: list[str], metrics: tuple[str
 def measured_cell(grid: Grid, method: str, dataset: str, metric: str, best: dict) -> str:
     summary = grid.summary(method, dataset, metric)
     text = mean_std(summary)
+    degenerate = grid.degenerate_count(method, dataset)
+    if degenerate:  # never averaged in silently: marked, and listed at the top of the report
+        return f"{text} {DEGENERATE}{degenerate}/{summary.n}"
     if summary.n and best.get(metric) is not None and round(summary.mean, 1) == best[metric]:
         return f"**{text}**"
     return text
@@ -58,7 +69,8 @@ def recall_table(grid: Grid, dataset: str, entries: list[Entry], key: str, capti
     """Per method: the reproduced row (mean ± std over seeds, best per column in bold), the
     reported row (the paper's number, — where it prints none) and Δ = ours − reported."""
     columns = [Column("Method"), Column("Result"), Column("Arch"), Column("n", "r")]
-    columns += [Column(METRIC_NAMES[m], "r") for m in RECALLS] + [Column("Runs", latex=False)]
+    columns += [Column(METRIC_NAMES[m], "r") for m in RECALLS]
+    columns += [Column("Dead maps %", "r"), Column("Runs", latex=False)]
     table = Table(key, caption, columns)
     best = best_values(grid, dataset, [e.method for e in entries], RECALLS)
     outliers = protocol_outliers(protocol_differences(grid))
@@ -75,13 +87,14 @@ def recall_table(grid: Grid, dataset: str, entries: list[Entry], key: str, capti
             ours_arch,
             grid.seed_count(entry.method, dataset),
             *(measured_cell(grid, entry.method, dataset, m, best) for m in RECALLS),
+            dead_maps_cell(grid, entry.method, dataset),
             run_links(grid, entry.method, dataset),
             kind="reproduced" if ran else "reproduced missing",
             group_start=True,
         )
         paper = entry.paper
         if paper is None:
-            table.add(entry.label, "reported", DASH, "", *[DASH] * 4, "", kind="reported")
+            table.add(entry.label, "reported", DASH, "", *[DASH] * 4, "", "", kind="reported")
             continue
         arch = paper.arch
         if ran and ours_arch != paper.arch:
@@ -95,6 +108,7 @@ def recall_table(grid: Grid, dataset: str, entries: list[Entry], key: str, capti
             "",
             *(number(v) for v in paper.recalls),
             "",
+            "",
             kind="reported",
         )
         if entry.context:
@@ -103,11 +117,14 @@ def recall_table(grid: Grid, dataset: str, entries: list[Entry], key: str, capti
             number(s.mean - v, sign=True) if s.n else DASH
             for s, v in zip(summaries, paper.recalls, strict=True)
         ]
-        table.add("", "Δ ours − reported", "", "", *deltas, "", kind="delta")
+        table.add("", "Δ ours − reported", "", "", *deltas, "", "", kind="delta")
     table.notes.append(
         "Reproduced: mean ± std over seeds (n seeds; n = a/b when b were expected); best "
         "reproduced value per column in bold. Reported: the published number (— where the paper "
-        "prints none). `not run`: no results file."
+        "prints none). `not run`: no results file. Dead maps %: share of (test image, CARE "
+        "map) pairs whose map is all zero, mean over seeds (methods with CARE maps only). "
+        f"{DEGENERATE}k/n: k of the n seeds are degenerate (embeddings collapsed, or test R@1 "
+        "within 1.5x chance); they are listed at the top of the report."
     )
     if any(entry.context for entry in entries):
         table.notes.append(
@@ -123,6 +140,11 @@ def recall_table(grid: Grid, dataset: str, entries: list[Entry], key: str, capti
         names = ", ".join(f"{code} = {name}" for code, name in ARCHITECTURES.items())
         table.notes.append(f"† published with a different backbone than ours ({names}).")
     return table
+
+
+def dead_maps_cell(grid: Grid, method: str, dataset: str) -> str:
+    summary = grid.summary(method, dataset, "dead_map_fraction")
+    return mean_std(summary) if summary.n else ""
 
 
 def comparison_tables(grid: Grid) -> list[Table]:
@@ -256,7 +278,12 @@ def tidy_frame(grid: Grid) -> pd.DataFrame:
             if not len(grid.runs(method, dataset)) and seeds is None:
                 continue
             paper = grid.reference.comparison(method, dataset)
-            for metric in METRIC_NAMES:
+            extra = (
+                ["dead_map_fraction"]
+                if grid.summary(method, dataset, "dead_map_fraction").n
+                else []
+            )
+            for metric in [*METRIC_NAMES, *extra]:
                 s = grid.summary(method, dataset, metric)
                 published = (
                     paper.recall(int(metric[7:])) if paper and metric in RECALLS else math.nan
@@ -276,6 +303,7 @@ def tidy_frame(grid: Grid) -> pd.DataFrame:
                         "paper_source": paper.source if paper else "",
                         "paper_arch": paper.arch if paper else "",
                         "status": "reproduced" if s.n else MISSING,
+                        "degenerate_seeds": grid.degenerate_count(method, dataset),
                     }
                 )
     return pd.DataFrame(rows)
