@@ -148,16 +148,15 @@ def test_malicious_checkpoint_runs_nothing_in_care_maps(finished: Finished, tmp_
     assert not marker.exists()
 
 
-def test_malicious_checkpoint_runs_nothing_in_the_report(
-    finished: Finished, tmp_path: Path, capsys
-) -> None:
+def test_malicious_checkpoint_runs_nothing_in_the_report(finished: Finished, tmp_path) -> None:
+    """The report reads results, arrays and the rendered care_maps.png, never a checkpoint."""
     from benchmark.report.__main__ import main
 
     marker = tmp_path / "pwned"
     directory = cnenet_run(finished, marker)
     runs = directory.parent.parent.parent
-    assert main(["--runs", str(runs), "--out", str(tmp_path / "out"), "--resamples", "10"]) == 2
-    assert str(directory / "checkpoint.pt") in capsys.readouterr().err
+    assert main(["--runs", str(runs), "--out", str(tmp_path / "out"), "--resamples", "10"]) == 0
+    assert (tmp_path / "out" / "results.md").is_file()
     assert not marker.exists()
 
 
@@ -535,3 +534,34 @@ def test_resume_problems_name_every_difference() -> None:
     assert [p.split(" ")[1] for p in problems] == ["dataset", "different", "code"]
     assert resume_problems(stored, current, old, new, check_commit=False)[-1].startswith("a diff")
     assert resume_problems({}, current, new, new) == []  # a checkpoint from before fingerprints
+
+
+def test_pretrain_export_loads_the_checkpoint_through_the_safe_loader(
+    finished: Finished, tmp_path: Path
+) -> None:
+    from benchmark.checkpoint_weights import load_model_state
+
+    assert load_model_state(finished.checkpoint)  # the model's tensors
+    marker = tmp_path / "pwned"
+    plant_payload(finished.checkpoint, marker)
+    with pytest.raises(RuntimeError, match=r"checkpoint\.pt holds objects other than tensors"):
+        load_model_state(finished.checkpoint)
+    assert not marker.exists()
+    flip_tensor_bytes(finished.checkpoint)
+    with pytest.raises(RuntimeError, match=r"checkpoint\.pt is corrupt: member .* CRC-32"):
+        load_model_state(finished.checkpoint)
+
+
+def test_unknown_method_argument_or_name_suggests_the_closest() -> None:
+    from benchmark.cell import build_run_method
+    from benchmark.config import run_settings
+    from methods.registry import get_builder
+
+    overrides = ["method=cnenet", "+method.num_map=3", "protocol=tiny", "dataset=synthetic_tiny"]
+    settings = run_settings(compose_config(overrides))
+    with pytest.raises(
+        TypeError, match=r"\['num_map'\] \[num_map \(did you mean 'num_maps'\?\)\]; it accepts: "
+    ):
+        build_run_method(settings, num_classes=4)
+    with pytest.raises(KeyError, match=r"'cnennet' \(did you mean 'cnenet'\?\); registered"):
+        get_builder("cnennet")
