@@ -26,6 +26,7 @@ from benchmark.atomic import write_atomic
 from benchmark.cell import build_datasets, build_run_method
 from benchmark.config import run_settings
 from benchmark.data.dataset import RetrievalImages
+from benchmark.safe_io import load_checkpoint_file
 from methods.registry import Method
 
 CARE_MAPS = "care_maps.png"
@@ -100,7 +101,7 @@ def render_care_maps(run_dir: Path, *, classes: int = 2, per_class: int = 2) -> 
         raise ValueError(
             f"{run_dir}: method {settings.method_name!r} has no CARE maps (declares no nuance_maps)"
         )
-    state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    state = load_checkpoint_file(run_dir / "checkpoint.pt")  # verified; runs no code from it
     method.model.load_state_dict(state["model"])
     png = care_map_png(method, test_set, settings.method_name, classes=classes, per_class=per_class)
     return write_care_maps(run_dir, png)

@@ -14,6 +14,8 @@ from typing import Any
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
+from benchmark.suggest import unknown_key_message
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
@@ -173,9 +175,7 @@ def _check_keys(given: Any, schema: type, where: str) -> None:
     valid = {f.name: f for f in fields(schema)}
     for key in given:
         if key not in valid:
-            raise ConfigError(
-                f"unknown config key {where}.{key}; valid keys: {', '.join(sorted(valid))}"
-            )
+            raise ConfigError(unknown_key_message(where, str(key), valid))
         sub = schema.__dataclass_fields__[key].default_factory  # type: ignore[misc]
         if is_dataclass(sub):
             _check_keys(given[key], sub, f"{where}.{key}")

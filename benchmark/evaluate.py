@@ -88,7 +88,7 @@ def evaluate_run(run: Run, wall_start: float) -> dict[str, Any] | None:
     )
     wall = state["wall_seconds"] + time.perf_counter() - wall_start
     spent = cost(run, state, eval_seconds, wall, int(embeddings.shape[1]))
-    results = assemble(run, metrics, spent, groups)
+    results = assemble(run, metrics, spent, groups, state.get("training"))
     map_health = maps.summary() if maps.maps_seen else None
     results["health"] = health_block(metrics, labels.numpy(), embeddings, map_health)
     write_results(run, results)

@@ -22,8 +22,10 @@ from omegaconf import DictConfig, OmegaConf
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 from benchmark.config import DatasetConfig, compose_config, validate_section
+from benchmark.config_hints import exit_on_config_typo
 from benchmark.data.archives import extract_archives
 from benchmark.data.cache import build_cache
+from benchmark.data.checks import check_images_exist, outside_staging
 from benchmark.data.dataset import cache_path
 from benchmark.data.download import fetch_missing
 from benchmark.data.manifest import (
@@ -74,6 +76,7 @@ def prepare(dataset: DictConfig, *, raw_dir: Path, cache_resizes: list[int], wor
     try:
         fill_source(dataset, raw_dir, staging / SOURCE, workers)
         records = reader.read(staging / SOURCE, dataset)
+        check_images_exist(staging / SOURCE, records, dataset.name)  # even with no cache built
         records = [Record(f"{SOURCE}/{r.path}", r.label, r.class_name, r.bbox) for r in records]
         expected = ExpectedCounts(**OmegaConf.to_container(dataset.expected))
         frame = build_manifest(records, expected=expected, val_classes=dataset.val_classes)
@@ -89,8 +92,11 @@ def prepare(dataset: DictConfig, *, raw_dir: Path, cache_resizes: list[int], wor
         if root.exists():
             shutil.rmtree(root)
         staging.rename(root)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        relocated = outside_staging(error, staging, staging / SOURCE, root)
+        if relocated is not None:
+            raise relocated from error
         raise
     return root / "manifest.csv"
 
@@ -107,4 +113,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    exit_on_config_typo(sys.argv[1:], "prepare")  # "did you mean" before Hydra's own error
     main()

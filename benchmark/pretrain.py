@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 
 from benchmark.atomic import write_atomic
 from benchmark.checkpoint_weights import load_model_state
+from benchmark.config_hints import exit_on_config_typo
 from benchmark.data.manifest import file_sha256
 from benchmark.provenance import command_line, git_state, set_command
 from benchmark.train import train
@@ -93,4 +94,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    exit_on_config_typo(sys.argv[1:], "pretrain")  # "did you mean" before Hydra's own error
     main()

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 from benchmark.config import ConfigError
+from benchmark.config_hints import exit_on_config_typo
 from benchmark.provenance import set_command
 from benchmark.train import train
 
@@ -33,4 +34,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    exit_on_config_typo(sys.argv[1:], "config")  # "did you mean" before Hydra's own error
     main()

@@ -4,7 +4,8 @@
 it once into typed settings (benchmark.config.RunSettings); benchmark/run.py is its thin Hydra
 wrapper. A checkpoint is written atomically after every epoch and a killed run resumes from it
 to the same final metrics: every source of randomness is re-seeded from (seed, epoch) at the
-start of each epoch.
+start of each epoch. A checkpoint that cannot be resumed is refused before any file of the run
+directory is written, and one process at a time holds a run directory (benchmark/run_lock.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -44,7 +46,9 @@ from benchmark.evaluate import STALE, evaluate_run
 from benchmark.health import probe_statistics
 from benchmark.optimizer import lr_factor, make_optimizer
 from benchmark.param_groups import apply_frozen
-from benchmark.provenance import provenance
+from benchmark.provenance import command_line, provenance
+from benchmark.results import training_record
+from benchmark.run_lock import run_lock
 from benchmark.sampler import ClassBalancedBatchSampler, ShuffledBatchSampler
 
 log = logging.getLogger("fgor")
@@ -171,18 +175,17 @@ def fit(run: Run, wall_start: float) -> float:
     Returns the moment up to which the last checkpoint's ``wall_seconds`` counts this process
     (``wall_start`` when no epoch was left to train).
     """
-    if run.world.main:
-        for stale in STALE:
-            (run.directory / stale).unlink(missing_ok=True)
-        write_atomic_text(run.directory / "config.yaml", OmegaConf.to_yaml(run.settings.resolved))
     log.info("run %s: %s", run.directory, provenance(run.device, run.manifest_sha256)["command"])
     log.info("runtime: %s", runtime_settings(run))
     optimizer, _ = make_optimizer(
         run.method, run.protocol.optimizer, run.protocol.new_layer_lr_multiplier
     )
     scaler = torch.amp.GradScaler(enabled=run.protocol.precision == "fp16" and run.cuda)
+    # validate first, write second: a checkpoint that cannot be resumed fails here, before any
+    # file of the run directory is touched
     state = load_for_training(run, optimizer, scaler)
     progress = {key: state[key] for key in ("history", "train_seconds", "wall_seconds")}
+    progress["training"] = state.get("training") or {}
     accounted = wall_start
     objective, loader = make_objective(run), make_train_loader(run)
     last_epoch = run.method.epochs(run.protocol.epochs)  # 0: evaluated as built (untrained)
@@ -197,12 +200,23 @@ def fit(run: Run, wall_start: float) -> float:
         if run.world.main:
             accounted = time.perf_counter()
             wall = state["wall_seconds"] + accounted - wall_start
+            progress["training"] = training_record(progress["training"], run.device)
             save_checkpoint(
                 run, optimizer, scaler, {**progress, "epoch": epoch + 1, "wall_seconds": wall}
             )
+            if epoch == state["epoch"]:  # the old results described the checkpoint just replaced
+                replace_run_outputs(run)
             write_history(run, progress["history"])
         barrier(run.world)  # the checkpoint exists before any rank goes on
     return accounted
+
+
+def replace_run_outputs(run: Run) -> None:
+    """Once the first new checkpoint is written: drop the previous evaluation's files (they
+    describe the checkpoint it replaced) and record the config being trained."""
+    for stale in STALE:
+        (run.directory / stale).unlink(missing_ok=True)
+    write_atomic_text(run.directory / "config.yaml", OmegaConf.to_yaml(run.settings.resolved))
 
 
 def train(cfg: DictConfig) -> dict[str, Any] | None:
@@ -216,7 +230,8 @@ def train(cfg: DictConfig) -> dict[str, Any] | None:
     world = init_world(settings.protocol.device)
     try:
         run = prepare_run(settings, world)
-        with run_log(run):
+        lock = run_lock(run.directory, command_line()) if world.main else nullcontext()
+        with lock, run_log(run):  # one process per run directory
             if settings.stage != "evaluate":
                 # the checkpoint's wall time already counts this process up to its last write
                 wall_start = fit(run, wall_start)

@@ -13,8 +13,9 @@ unexpected keyword; :func:`build_method` turns it into a message listing the acc
 
 from __future__ import annotations
 
+import difflib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -155,7 +156,8 @@ def method_arguments(name: str) -> list[str]:
 def get_builder(name: str) -> Builder:
     if name not in _REGISTRY:
         raise KeyError(
-            f"unknown method {name!r}; registered methods: {', '.join(available_methods())}"
+            f"unknown method {name!r}{_did_you_mean(name, available_methods())}; "
+            f"registered methods: {', '.join(available_methods())}"
         )
     return _REGISTRY[name]
 
@@ -166,8 +168,17 @@ def build_method(name: str, **kwargs: object) -> Method:
     accepted = set(inspect.signature(builder).parameters)
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
+        valid = method_arguments(name)
+        hints = [f"{key}{hint}" for key in unknown if (hint := _did_you_mean(key, valid))]
         raise TypeError(
-            f"method {name!r} got unknown argument(s) {unknown}; "
-            f"it accepts: {', '.join(method_arguments(name))}"
+            f"method {name!r} got unknown argument(s) {unknown}"
+            + (f" [{'; '.join(hints)}]" if hints else "")
+            + f"; it accepts: {', '.join(valid)}"
         )
     return builder(**kwargs)
+
+
+def _did_you_mean(key: str, valid: Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the closest valid name, ``""`` when none is close."""
+    close = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -38,7 +38,7 @@ import resource
 import subprocess
 import sys
 import time
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,20 @@ from benchmark.perf.memory import reset_rss_peak, rss_kib
 REPOSITORY = Path(__file__).resolve().parents[2]
 REFERENCE_MAX_N = 20_000  # above this, "auto" skips the reference (its k-NN is slow and large)
 PACKAGES = ("torch", "numpy", "pytorch-metric-learning", "faiss-cpu")
+
+
+def package_versions(names: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions; an optional package that is absent (faiss-cpu on a GPU box whose
+    reference run was skipped) is recorded as "not installed" instead of failing the run."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
 IMPLEMENTATIONS = {"ours": "fgor-bench retrieval_metrics", "pml": "pml AccuracyCalculator (faiss)"}
 
 
@@ -268,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
             "results": results,
             "agreement": differences,
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-            "versions": {name: version(name) for name in PACKAGES},
+            "versions": package_versions(PACKAGES),
         }
         write_atomic_text(args.out, json.dumps(report, indent=2) + "\n")
 

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
+from benchmark.atomic import write_atomic_text
 from benchmark.cell import Run, autocast, loader_options, prepare_run, runtime_settings
 from benchmark.config import compose_config, run_settings
 from benchmark.distributed import Objective, World
@@ -198,7 +199,7 @@ def main() -> None:
         )
     if args.out:
         report = {"protocol": args.protocol, "device": device, "settings": settings, "rows": rows}
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        write_atomic_text(args.out, json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from pathlib import Path
 from benchmark.report.build import write_report
 from benchmark.report.collect import ResultsError, load_expected
 from benchmark.report.stats import DEFAULT_BOOTSTRAP_SEED, DEFAULT_RESAMPLES
+from benchmark.safe_io import ArrayFileError, CheckpointError
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             bootstrap_seed=arguments.bootstrap_seed,
             data_root=arguments.data_root,
         )
-    except ResultsError as error:
+    except (ResultsError, CheckpointError, ArrayFileError) as error:  # each names its file
         print(f"error: {error}", file=sys.stderr)
         return 2
     for path in written:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from benchmark.report import figures
 from benchmark.report.figures import FigureItem, embedding_methods
 from benchmark.report.grid import Grid
+from benchmark.safe_io import load_npy
 
 EXAMPLE_QUERIES = 4
 
@@ -55,7 +55,10 @@ def retrieval_figures(grid: Grid, dataset: str, data_root: Path) -> list[FigureI
                 )
             )
             continue
-        neighbors, labels = np.load(run_dir / "neighbors.npy"), np.load(run_dir / "test_labels.npy")
+        neighbors, labels = (
+            load_npy(run_dir / "neighbors.npy"),
+            load_npy(run_dir / "test_labels.npy"),
+        )
         manifest, shown = manifest_path(run["config"], data_root)
         item = figures.retrieval_examples(
             manifest, neighbors, labels, name, title, EXAMPLE_QUERIES, shown_as=shown
@@ -72,8 +75,8 @@ def embedding_figure(grid: Grid, dataset: str) -> FigureItem:
         if not (path.is_file() and (run_dir / "test_labels.npy").is_file()):
             absent.append(grid.link(path))
             continue
-        embeddings = np.load(path)
-        labels = np.load(run_dir / "test_labels.npy")[: len(embeddings)]
+        embeddings = load_npy(path)
+        labels = load_npy(run_dir / "test_labels.npy")[: len(embeddings)]
         panels.append((f"{run['method']} (seed {run['seed']})", embeddings, labels))
     name, title = f"embedding_map_{dataset}.png", f"Test embeddings on {dataset}"
     item = figures.embedding_map(panels, name, title)

@@ -16,6 +16,7 @@ from benchmark.report.stats import (
     hits_at_k,
 )
 from benchmark.report.tables import Column, Table
+from benchmark.safe_io import load_npy
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def method_hits(grid: Grid, method: str, dataset: str, k: int) -> Hits | str:
         )
         if not (neighbors_path.is_file() and labels_path.is_file()):
             return f"no neighbors.npy/test_labels.npy in {grid.link(run_dir)}"
-        neighbors, labels = np.load(neighbors_path), np.load(labels_path)
+        neighbors, labels = load_npy(neighbors_path), load_npy(labels_path)
         if labels_first is not None and not np.array_equal(labels, labels_first):
             return f"test labels differ between seeds ({grid.link(run_dir)})"
         labels_first = labels
@@ -130,7 +131,10 @@ def consistency_issues(grid: Grid) -> list[str]:
         run_dir = Path(run_dir)
         if not ((run_dir / "neighbors.npy").is_file() and (run_dir / "test_labels.npy").is_file()):
             continue
-        neighbors, labels = np.load(run_dir / "neighbors.npy"), np.load(run_dir / "test_labels.npy")
+        neighbors, labels = (
+            load_npy(run_dir / "neighbors.npy"),
+            load_npy(run_dir / "test_labels.npy"),
+        )
         try:
             recomputed = 100 * float(hits_at_k(neighbors, labels, 1).mean())
         except ValueError as error:
