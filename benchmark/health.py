@@ -41,6 +41,8 @@ def embedding_spread(embeddings: torch.Tensor) -> dict[str, float]:
     count = len(unit)
     if count < 2:
         raise ValueError("embedding_spread needs at least two embeddings")
+    if not bool(torch.isfinite(unit).all()):  # diverged weights: no spread to measure
+        return {"mean_cosine_distance": float("nan"), "effective_rank": float("nan")}
     cosines = unit @ unit.T  # (N, N)
     mean_cosine = (cosines.sum() - cosines.diagonal().sum()) / (count * (count - 1))
     singular = torch.linalg.svdvals(unit)  # (min(N, D),)
