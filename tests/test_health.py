@@ -1,0 +1,68 @@
+"""Run health: embedding spread, CARE-map health, chance and the degenerate flag, by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.health import (
+    MapHealth,
+    chance_recall_at_1,
+    degenerate_reasons,
+    embedding_spread,
+)
+
+
+def test_spread_of_orthogonal_and_of_collapsed_embeddings() -> None:
+    orthogonal = embedding_spread(torch.tensor([[2.0, 0.0], [0.0, 3.0]]))
+    assert orthogonal["mean_cosine_distance"] == pytest.approx(1.0)
+    assert orthogonal["effective_rank"] == pytest.approx(2.0)  # equal singular values
+    collapsed = embedding_spread(torch.ones(5, 4) + 1e-9 * torch.randn(5, 4))
+    assert collapsed["mean_cosine_distance"] == pytest.approx(0.0, abs=1e-9)
+    assert collapsed["effective_rank"] == pytest.approx(1.0, abs=1e-6)
+    diverged = embedding_spread(torch.tensor([[math.nan, 0.0], [1.0, 0.0]]))
+    assert math.isnan(diverged["mean_cosine_distance"])
+
+
+def test_map_health_counts_dead_maps_and_overlap() -> None:
+    maps = torch.zeros(2, 2, 4, 4)
+    maps[0, 0, :2] = 1.0  # image 0: map 1 on the top half, map 2 on the bottom half
+    maps[0, 1, 2:] = 1.0
+    maps[1, 0, :2] = 1.0  # image 1: map 2 is all zero
+    health = MapHealth()
+    health.add(maps)
+    summary = health.summary()
+    assert summary["dead_map_fraction"] == pytest.approx(1 / 4)
+    assert summary["mean_activation"] == pytest.approx((0.5 + 0.25) / 2)
+    assert summary["map_overlap"] == pytest.approx(0.0)  # disjoint or zero: cosine 0
+    assert summary["equivariance_error"] is None
+
+
+def test_equivariance_error_is_small_for_maps_that_move_with_the_image() -> None:
+    images = torch.zeros(4, 3, 32, 32)
+    images[:, :, 8:14, 18:26] = 1.0  # a mark off centre
+    moving = MapHealth()
+    moving.add_equivariance(images, lambda x: x[:, :1])  # the map is the image itself
+    fixed_map = torch.zeros(1, 1, 32, 32)
+    fixed_map[..., 8:14, 18:26] = 1.0
+    still = MapHealth()
+    still.add_equivariance(images, lambda x: fixed_map.expand(len(x), -1, -1, -1))
+    for health in (moving, still):
+        health.add(images[:, :1])  # summary() needs maps seen
+    moving_error = moving.summary()["equivariance_error"]
+    still_error = still.summary()["equivariance_error"]
+    assert moving_error is not None and still_error is not None
+    assert moving_error < 0.5 * still_error
+
+
+def test_chance_and_the_degenerate_rule() -> None:
+    labels = np.array([0, 0, 1, 1])
+    assert chance_recall_at_1(labels) == pytest.approx(100 / 3)
+    spread = {"mean_cosine_distance": 0.4, "effective_rank": 5.0}
+    assert degenerate_reasons(60.0, 2.0, spread) == []
+    assert "within 1.5x chance" in degenerate_reasons(3.0, 2.0, spread)[0]
+    collapsed = {"mean_cosine_distance": 0.001, "effective_rank": 1.0}
+    assert "collapsed" in degenerate_reasons(60.0, 2.0, collapsed)[0]
