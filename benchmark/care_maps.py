@@ -26,6 +26,7 @@ from benchmark.atomic import write_atomic
 from benchmark.cell import build_datasets, build_run_method
 from benchmark.config import run_settings
 from benchmark.data.dataset import RetrievalImages
+from benchmark.health import DEAD_MAP_MAX
 from benchmark.safe_io import load_checkpoint_file
 from methods.registry import Method
 
@@ -47,8 +48,10 @@ def care_map_png(
     *,
     classes: int = 2,
     per_class: int = 2,
+    split_name: str = "test",
 ) -> bytes:
-    """The figure of a method with trained weights, as PNG bytes."""
+    """The figure of a method with trained weights, as PNG bytes: one row per image, then its
+    maps M and refined maps E over it, a colour bar, and the count of all-zero maps M."""
     if method.nuance_maps is None:
         raise ValueError(f"method {title!r} has no CARE maps (declares no nuance_maps)")
     device = next(method.model.parameters()).device
@@ -70,15 +73,22 @@ def care_map_png(
             axis = axes[row, column]
             axis.imshow(picture)
             if heat is not None:
-                axis.imshow(heat.numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+                shown = axis.imshow(heat.numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
             axis.set_xticks([])
             axis.set_yticks([])
             if row == 0:
                 axis.set_title(name, fontsize=9)
             if column == 0:
                 axis.set_ylabel(f"class {label}", fontsize=8)
-    figure.suptitle(f"{title}: CARE maps M and refined maps E (test images)", fontsize=10)
-    figure.tight_layout()
+    dead = int((maps.flatten(2).amax(dim=2) <= DEAD_MAP_MAX).sum())  # (image, map) pairs
+    note = f"; {dead} of {maps.shape[0] * num_maps} maps M are all zero (dead)" if dead else ""
+    figure.suptitle(
+        f"{title}: CARE maps M and refined maps E ({len(indices)} {split_name} images{note})",
+        fontsize=10,
+    )
+    figure.tight_layout(rect=(0, 0, 0.93, 1))
+    bar = figure.add_axes((0.94, 0.15, 0.015, 0.7))
+    figure.colorbar(shown, cax=bar).set_label("map value (0 = off, 1 = the map's peak)", fontsize=8)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
     plt.close(figure)
@@ -103,7 +113,10 @@ def render_care_maps(run_dir: Path, *, classes: int = 2, per_class: int = 2) -> 
         )
     state = load_checkpoint_file(run_dir / "checkpoint.pt")  # verified; runs no code from it
     method.model.load_state_dict(state["model"])
-    png = care_map_png(method, test_set, settings.method_name, classes=classes, per_class=per_class)
+    png = care_map_png(
+        method, test_set, settings.method_name, classes=classes, per_class=per_class,
+        split_name=settings.protocol.data.eval_split,
+    )  # fmt: skip
     return write_care_maps(run_dir, png)
 
 

@@ -94,6 +94,9 @@ def evaluate_run(run: Run, wall_start: float) -> dict[str, Any] | None:
     write_results(run, results)
     log.info("results: %s", {k: round(v, 2) for k, v in metrics.items()})
     if run.method.nuance_maps is not None:
-        png = care_map_png(run.method, run.test_set, run.settings.method_name)
+        png = care_map_png(
+            run.method, run.test_set, run.settings.method_name,
+            split_name=run.protocol.data.eval_split,
+        )  # fmt: skip
         log.info("CARE maps: %s", write_care_maps(run.directory, png))
     return results

@@ -61,9 +61,10 @@ def export_backbone(checkpoint: Path, output: Path, metadata: dict[str, str]) ->
 
 def pretrain(cfg: DictConfig) -> Path:
     """Train (or resume) the pretraining run, then export its backbone to ``cfg.output``."""
-    if cfg.protocol.backbone.weights_file:
+    if cfg.protocol.backbone.weights_file or cfg.protocol.backbone.pretrained:
         raise ValueError(
-            "pretraining starts from random init: protocol.backbone.weights_file must be null"
+            "pretraining starts from random init: protocol.backbone.pretrained must be false "
+            "and protocol.backbone.weights_file null"
         )
     train(cfg)
     run_dir = Path(cfg.run_dir)

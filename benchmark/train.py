@@ -189,8 +189,11 @@ def fit(run: Run, wall_start: float) -> float:
     accounted = wall_start
     objective, loader = make_objective(run), make_train_loader(run)
     last_epoch = run.method.epochs(run.protocol.epochs)  # 0: evaluated as built (untrained)
-    if last_epoch == 0 and run.world.main:
+    if last_epoch == 0 and run.world.main:  # the untrained reference: its weights as built
+        progress["training"] = training_record(progress["training"], run.device)
         save_checkpoint(run, optimizer, scaler, {**progress, "epoch": 0})
+        replace_run_outputs(run)
+        write_history(run, [])
     for epoch in range(state["epoch"], last_epoch):
         row = train_one_epoch(run, epoch, objective, loader, optimizer, scaler)
         row |= probe_statistics(run.method, run.probe.to(run.device).float() / 255)  # health

@@ -75,7 +75,10 @@ def test_pretrained_weights_load_through_weights_file(tiny_root: Path, tmp_path:
     assert metadata["epochs"] == "2" and metadata["source_manifest_sha256"]
 
 
-def test_pretraining_refuses_a_weights_file(tmp_path: Path) -> None:
-    cfg = compose_config(["protocol.backbone.weights_file=x.safetensors"], config_name="pretrain")
-    with pytest.raises(ValueError, match="random init"):
-        pretrain(cfg)
+def test_pretraining_starts_from_random_init(tmp_path: Path) -> None:
+    cfg = compose_config([], config_name="pretrain")
+    assert not cfg.protocol.backbone.pretrained and cfg.protocol.backbone.weights_file is None
+    for override in ("protocol.backbone.weights_file=x.safetensors",
+                     "protocol.backbone.pretrained=true"):  # fmt: skip
+        with pytest.raises(ValueError, match="random init"):
+            pretrain(compose_config([override], config_name="pretrain"))
