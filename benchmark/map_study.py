@@ -100,6 +100,8 @@ def collect(study: dict, runs: Path) -> pd.DataFrame:
                 "train_sd_last": last.get("sd"), "train_sa_last": last.get("sa"),
                 "epoch_maps_died": first_dead_epoch(history),
                 "train_seconds": results["cost"]["train_seconds"],
+                "code": results["provenance"]["git_commit"][:10]
+                + (" (uncommitted changes)" if results["provenance"]["git_dirty"] else ""),
             })  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -122,7 +124,7 @@ def alive(row: pd.Series) -> bool:
 
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
-    numeric = frame.drop(columns=["seed", "changes"]).groupby("variant", sort=False).mean()
+    numeric = frame.drop(columns=["seed", "changes", "code"]).groupby("variant", sort=False).mean()
     numeric.insert(0, "changes", frame.groupby("variant", sort=False)["changes"].first())
     numeric.insert(1, "seeds", frame.groupby("variant", sort=False)["seed"].count())
     numeric["alive"] = numeric.apply(alive, axis=1)
@@ -166,7 +168,12 @@ def write_curves(study: dict, runs: Path, out: Path) -> Path | None:
 
 
 def write_report(
-    study: dict, frame: pd.DataFrame, out: Path, command: str, curves: Path | None = None
+    study: dict,
+    frame: pd.DataFrame,
+    out: Path,
+    command: str,
+    curves: Path | None = None,
+    figures: tuple[Path, ...] = (),
 ) -> Path:
     summary = summarise(frame)
     living = summary[summary["alive"]]
@@ -198,7 +205,12 @@ def write_report(
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     if curves is not None:
         lines += ["", f"![per-epoch map health]({curves.relative_to(out).as_posix()})"]
-    lines += ["", f"Command: `{command}`", ""]
+    for figure in figures:
+        variant = figure.stem.removeprefix(f"{study['name']}_").removesuffix("_maps")
+        lines += ["", f"CARE maps of `{variant}` (validation images):", "",
+                  f"![{variant}]({figure.relative_to(out).as_posix()})"]  # fmt: skip
+    codes = ", ".join(sorted(set(frame["code"])))
+    lines += ["", f"Command: `{command}`. Runs made with code version(s): {codes}.", ""]
     path = out / f"{study['name']}.md"
     write_atomic_text(path, "\n".join(lines))
     write_atomic_text(out / f"{study['name']}.csv", frame.to_csv(index=False))
@@ -210,9 +222,40 @@ def format_cell(value: object) -> str:
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer() and abs(value) > 1:
+        return str(int(value))
     if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1 else f"{value:.1f}"
+        return f"{value:.4f}" if abs(value) <= 1 else f"{value:.1f}"
     return str(value)
+
+
+def render_variant_maps(study: dict, runs: Path, out: Path, variants: list[str]) -> list[Path]:
+    """CARE maps M and E of each variant's seed-1 model on validation images (Figure 3 style),
+    from its checkpoint's weights (read with weights_only) and its config.yaml."""
+    from omegaconf import OmegaConf
+
+    from benchmark.care_maps import care_map_png
+    from benchmark.cell import build_datasets, build_run_method
+    from benchmark.checkpoint_weights import load_model_state
+    from benchmark.config import run_settings
+
+    paths = []
+    for variant in variants:
+        directory = cell_dir(study, runs, variant, study["seeds"][0])
+        config = OmegaConf.load(directory / "config.yaml")
+        # cells written before these keys existed: the protocol now owns the new-layer rate,
+        # and Eq. 1-2 ran in the literal order (the only one there was)
+        config.method.pop("new_layer_lr_multiplier", None)
+        config.method.setdefault("map_normalisation", "relu_minmax")
+        settings = run_settings(config)
+        train_set, eval_set, _ = build_datasets(settings.dataset, settings.protocol, settings.seed)
+        method, _ = build_run_method(settings, train_set.num_classes)
+        method.model.load_state_dict(load_model_state(directory / "checkpoint.pt"))
+        png = care_map_png(method, eval_set, f"{study['name']} / {variant}", split_name="val")
+        path = out / "figures" / f"{study['name']}_{variant}_maps.png"
+        write_atomic(path, lambda tmp, data=png: tmp.write_bytes(data))
+        paths.append(path)
+    return paths
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default="data/pretrained/embedded_backbone.safetensors")
     parser.add_argument("--report-only", action="store_true", help="do not run missing cells")
     parser.add_argument("--jobs", type=int, default=1, help="cells run at once")
+    parser.add_argument(
+        "--figures", nargs="*", default=["literal", "minmax_before_relu"],
+        help="variants whose CARE maps are drawn",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     study = load_study(args.study)
     if not args.report_only:
@@ -233,7 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     command = "python -m benchmark.map_study " + " ".join(argv or sys.argv[1:])
     curves = write_curves(study, args.runs, args.out)
-    print(f"wrote {write_report(study, frame, args.out, command.strip(), curves)}")
+    shown = [v for v in args.figures if v in set(frame["variant"])]
+    figures = tuple(render_variant_maps(study, args.runs, args.out, shown))
+    path = write_report(study, frame, args.out, command.strip(), curves, figures)
+    print(f"wrote {path}")
     return 0
 
 
