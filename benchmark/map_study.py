@@ -160,7 +160,7 @@ def write_curves(study: dict, runs: Path, out: Path) -> Path | None:
     if axes[-1].get_legend() is not None:
         sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
     figure.tight_layout()
-    path = out / "figures" / f"{study['name']}_curves.png"
+    path = out / study["name"] / "curves.png"  # not reports/figures/: the report stage owns it
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
     plt.close(figure)
@@ -206,7 +206,7 @@ def write_report(
     if curves is not None:
         lines += ["", f"![per-epoch map health]({curves.relative_to(out).as_posix()})"]
     for figure in figures:
-        variant = figure.stem.removeprefix(f"{study['name']}_").removesuffix("_maps")
+        variant = figure.stem.removesuffix("_maps")
         lines += ["", f"CARE maps of `{variant}` (validation images):", "",
                   f"![{variant}]({figure.relative_to(out).as_posix()})"]  # fmt: skip
     codes = ", ".join(sorted(set(frame["code"])))
@@ -252,7 +252,7 @@ def render_variant_maps(study: dict, runs: Path, out: Path, variants: list[str])
         method, _ = build_run_method(settings, train_set.num_classes)
         method.model.load_state_dict(load_model_state(directory / "checkpoint.pt"))
         png = care_map_png(method, eval_set, f"{study['name']} / {variant}", split_name="val")
-        path = out / "figures" / f"{study['name']}_{variant}_maps.png"
+        path = out / study["name"] / f"{variant}_maps.png"
         write_atomic(path, lambda tmp, data=png: tmp.write_bytes(data))
         paths.append(path)
     return paths
