@@ -609,3 +609,24 @@ def test_t_intervals_are_clipped_to_percentages_and_one_seed_has_no_test(tmp_pat
     assert baseline[3].startswith("[0.0, ")
     assert table_rows(stats, "`cnenet`")[0][4] == "n/a"
     assert "needs >= 2 seeds of both methods" in stats
+
+
+def test_agreement_check_tells_identical_noise_and_difference(tmp_path: Path) -> None:
+    from benchmark.report.agreement import main as agreement
+
+    committed_runs, fresh = tmp_path / "committed", tmp_path / "fresh"
+    for seed, r1 in ((1, 50.0), (2, 54.0), (3, 52.0)):
+        write_run(committed_runs, "baseline", "cub", seed, (r1, 60, 70, 80))
+        write_run(fresh, "baseline", "cub", seed, (r1 + 0.5, 60, 70, 80))  # within noise
+        write_run(committed_runs, "cnenet", "cub", seed, (r1, 60, 70, 80))
+        write_run(fresh, "cnenet", "cub", seed, (r1 + 30.0, 60, 70, 80))  # far outside
+    write_report(committed_runs, tmp_path / "out", None, resamples=100)
+    csv_path = tmp_path / "out" / "results.csv"
+    assert agreement(["--committed", str(csv_path), "--runs", str(fresh)]) == 1
+    from benchmark.report.agreement import compare
+
+    table = compare(csv_path, fresh).set_index(["method", "metric"])
+    assert table.loc[("baseline", "recall@1"), "verdict"] == "within noise"
+    assert table.loc[("baseline", "recall@2"), "verdict"] == "identical"
+    assert table.loc[("cnenet", "recall@1"), "verdict"] == "differs"
+    assert agreement(["--committed", str(csv_path), "--runs", str(committed_runs)]) == 0
