@@ -171,7 +171,10 @@ def read_history(run_dir: Path) -> pd.DataFrame | None:
     path = Path(run_dir) / "history.csv"
     if not path.is_file():
         return None
-    frame = pd.read_csv(path)
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:  # a reference trained for zero epochs (untrained)
+        return None
     return frame if "epoch" in frame.columns and not frame.empty else None
 
 
@@ -189,7 +192,7 @@ def training_curves(grid: Grid, dataset: str) -> FigureItem:
                 terms = [
                     c
                     for c in history.columns
-                    if c not in NOT_LOSS_COLUMNS and not c.startswith("stat_")
+                    if c not in NOT_LOSS_COLUMNS and not c.startswith(("stat_", "probe_"))
                 ]
                 long = history.melt(
                     id_vars="epoch", value_vars=terms, var_name="term", value_name="loss"
