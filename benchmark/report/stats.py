@@ -119,6 +119,16 @@ class PairedResult:
     resamples: int
 
 
+def bootstrap_result(means: np.ndarray, observed: float, queries: int) -> PairedResult:
+    """Percentile 95% CI of the resampled differences ``means`` and the two-sided p-value of the
+    bootstrap distribution shifted to the null: how often a resample strays from Δ at least as
+    far as Δ lies from 0."""
+    low, high = np.percentile(means, [2.5, 97.5])
+    extreme = np.count_nonzero(np.abs(means - observed) >= abs(observed) - 1e-12)
+    p_value = (1 + extreme) / (len(means) + 1)
+    return PairedResult(observed, float(low), float(high), float(p_value), queries, len(means))
+
+
 def paired_bootstrap(
     hits_method: np.ndarray,
     hits_baseline: np.ndarray,
@@ -146,11 +156,7 @@ def paired_bootstrap(
         stop = min(start + chunk, resamples)
         index = rng.integers(0, differences.size, size=(stop - start, differences.size))
         means[start:stop] = differences[index].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    # shifted to the null: how often a resample strays from Δ at least as far as Δ from 0
-    extreme = np.count_nonzero(np.abs(means - observed) >= abs(observed) - 1e-12)
-    p_value = (1 + extreme) / (resamples + 1)
-    return PairedResult(observed, float(low), float(high), float(p_value), a.size, resamples)
+    return bootstrap_result(means, observed, a.size)
 
 
 MIN_SEEDS_FOR_TEST = 2
@@ -191,7 +197,4 @@ def hierarchical_bootstrap(
         rate = a[seeds_a].mean(axis=1) - b[seeds_b].mean(axis=1)  # (count, N)
         index = rng.integers(0, queries, size=(count, queries))
         means[start : start + count] = 100.0 * np.take_along_axis(rate, index, 1).mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    extreme = np.count_nonzero(np.abs(means - observed) >= abs(observed) - 1e-12)
-    p_value = (1 + extreme) / (resamples + 1)
-    return PairedResult(observed, float(low), float(high), float(p_value), queries, resamples)
+    return bootstrap_result(means, observed, queries)
