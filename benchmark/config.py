@@ -143,6 +143,7 @@ class RunSettings:
     resume: bool
     save_embeddings: int
     progress: bool
+    lr_scale: float  # the method's tuned scale of every protocol learning rate (configs/tuned/)
     resolved: dict[str, Any]  # the whole validated config, as checkpoints and results record it
 
     @property
@@ -240,6 +241,7 @@ def run_settings(cfg: DictConfig) -> RunSettings:
         resume=bool(resolved.resume),
         save_embeddings=int(resolved.save_embeddings),
         progress=bool(resolved.progress),
+        lr_scale=float(OmegaConf.select(resolved, "tuned.lr_scale", default=1.0)),
         resolved={str(k): v for k, v in container.items()},
     )
 

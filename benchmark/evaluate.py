@@ -82,7 +82,7 @@ def evaluate_run(run: Run, wall_start: float) -> dict[str, Any] | None:
     optimizer = run.protocol.optimizer
     _, groups = parameter_groups(
         run.method,
-        base_lr=optimizer.lr,
+        base_lr=optimizer.lr * run.settings.lr_scale,
         weight_decay=optimizer.weight_decay,
         new_layer_lr_multiplier=run.protocol.new_layer_lr_multiplier,
     )

@@ -11,12 +11,17 @@ test split (results.json):
   map overlap (L_SD of Eq. 3 on these images) and the equivariance error (L_SA of Eq. 5 between
   the warped maps of I and the maps of T(I), T a random flip/scale/rotation without content
   augmentation, drawn from a fixed seed so every method and epoch sees the same T).
+- ``class_separation``: mean different-class over mean same-class cosine distance; ~1 when the
+  embedding no longer tells the classes apart. A narrow cone (small mean distance) that still
+  separates the classes is not a collapse: retrieval ranks by relative distance.
 - ``chance_recall_at_1`` and ``degenerate_reasons``: a run is degenerate when its embeddings
-  collapse or its test Recall@1 is within ``CHANCE_FACTOR`` x chance.
+  collapse (separation <= ``COLLAPSE_SEPARATION``; without labels, mean cosine distance below
+  ``COLLAPSE_DISTANCE``) or its test Recall@1 is within ``CHANCE_FACTOR`` x chance.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +36,9 @@ from methods.registry import Method
 
 DEAD_MAP_MAX = 1e-6  # a map whose largest value is at most this counts as all zero
 COLLAPSE_DISTANCE = 0.01  # mean pairwise cosine distance under which embeddings have collapsed
+COLLAPSE_SEPARATION = 1.05  # different-class / same-class mean cosine distance at or under which
+# the classes are not separated: embeddings collapsed, whatever the cone's width
+SEPARATION_SAMPLE = 4000  # embeddings (evenly spaced) the separation is measured on
 CHANCE_FACTOR = 1.5  # test Recall@1 within this factor of chance is degenerate
 EQUIVARIANCE_SEED = 20_221_227  # fixed draws of T for the equivariance error
 
@@ -145,12 +153,34 @@ def probe_statistics(method: Method, images: torch.Tensor) -> dict[str, Any]:
     return row
 
 
+def class_separation(embeddings: torch.Tensor, labels: np.ndarray) -> dict[str, float]:
+    """Mean cosine distance between same-class and between different-class pairs, and their
+    ratio (different / same): ~1 when the embedding no longer tells classes apart. Measured on
+    at most ``SEPARATION_SAMPLE`` evenly spaced embeddings (bounded cost at any N)."""
+    step = max(1, math.ceil(len(embeddings) / SEPARATION_SAMPLE))
+    unit = functional.normalize(embeddings.detach()[::step].double(), dim=1)
+    label = torch.as_tensor(np.asarray(labels)[::step])
+    distance = 1.0 - unit @ unit.T
+    same = label[:, None] == label[None, :]
+    same.fill_diagonal_(False)
+    different = label[:, None] != label[None, :]
+    if not bool(same.any()) or not bool(different.any()) or not bool(torch.isfinite(unit).all()):
+        return {"same_class_distance": math.nan, "different_class_distance": math.nan,
+                "separation": math.nan}  # fmt: skip
+    within, between = float(distance[same].mean()), float(distance[different].mean())
+    return {
+        "same_class_distance": within,
+        "different_class_distance": between,
+        "separation": between / within if within > 0 else math.inf,
+    }
+
+
 def health_block(
     metrics: dict[str, float], labels: np.ndarray, embeddings: torch.Tensor, maps: dict | None
 ) -> dict[str, Any]:
     """results.json ``health``: degenerate flag and reasons, chance, spread, map health."""
     chance = chance_recall_at_1(labels)
-    spread = embedding_spread(embeddings)
+    spread = embedding_spread(embeddings) | class_separation(embeddings, labels)
     reasons = degenerate_reasons(metrics["recall@1"], chance, spread)
     return {
         "degenerate": bool(reasons),
@@ -176,7 +206,14 @@ def degenerate_reasons(recall_at_1: float, chance: float, spread: dict[str, floa
         reasons.append(
             f"test Recall@1 {recall_at_1:.1f} is within {CHANCE_FACTOR}x chance ({chance:.1f})"
         )
-    if spread["mean_cosine_distance"] < COLLAPSE_DISTANCE:
+    separation = spread.get("separation", math.nan)
+    if not math.isnan(separation):  # measured: the classes' relative distances decide
+        if separation <= COLLAPSE_SEPARATION:
+            reasons.append(
+                f"embeddings collapsed: different/same-class mean cosine distance "
+                f"{separation:.3f} <= {COLLAPSE_SEPARATION} (classes not separated)"
+            )
+    elif not spread["mean_cosine_distance"] >= COLLAPSE_DISTANCE:  # no labels, or NaN weights
         reasons.append(
             f"embeddings collapsed: mean pairwise cosine distance "
             f"{spread['mean_cosine_distance']:.4f} < {COLLAPSE_DISTANCE}"

@@ -23,20 +23,23 @@ def lr_factor(epoch: int, schedule: ScheduleConfig, epochs: int) -> float:
 
 
 def make_optimizer(
-    method: Method, opt: OptimizerConfig, new_layer_lr_multiplier: float
+    method: Method, opt: OptimizerConfig, new_layer_lr_multiplier: float, lr_scale: float = 1.0
 ) -> tuple[torch.optim.Optimizer, list[dict[str, Any]]]:
+    """The protocol's optimiser; ``lr_scale`` (a method's tuned knob) scales every rate."""
     groups, summary = parameter_groups(
         method,
-        base_lr=opt.lr,
+        base_lr=opt.lr * lr_scale,
         weight_decay=opt.weight_decay,
         new_layer_lr_multiplier=new_layer_lr_multiplier,
     )
     if opt.name == "sgd":
-        optimizer = torch.optim.SGD(groups, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov)
+        optimizer = torch.optim.SGD(
+            groups, lr=opt.lr * lr_scale, momentum=opt.momentum, nesterov=opt.nesterov
+        )
     elif opt.name == "adam":
-        optimizer = torch.optim.Adam(groups, lr=opt.lr, eps=opt.eps)
+        optimizer = torch.optim.Adam(groups, lr=opt.lr * lr_scale, eps=opt.eps)
     else:
-        optimizer = torch.optim.AdamW(groups, lr=opt.lr, eps=opt.eps)
+        optimizer = torch.optim.AdamW(groups, lr=opt.lr * lr_scale, eps=opt.eps)
     for group in optimizer.param_groups:
         group["base_lr"] = group["lr"]
     return optimizer, summary

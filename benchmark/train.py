@@ -178,7 +178,10 @@ def fit(run: Run, wall_start: float) -> float:
     log.info("run %s: %s", run.directory, provenance(run.device, run.manifest_sha256)["command"])
     log.info("runtime: %s", runtime_settings(run))
     optimizer, _ = make_optimizer(
-        run.method, run.protocol.optimizer, run.protocol.new_layer_lr_multiplier
+        run.method,
+        run.protocol.optimizer,
+        run.protocol.new_layer_lr_multiplier,
+        run.settings.lr_scale,
     )
     scaler = torch.amp.GradScaler(enabled=run.protocol.precision == "fp16" and run.cuda)
     # validate first, write second: a checkpoint that cannot be resumed fails here, before any

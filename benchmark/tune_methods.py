@@ -1,0 +1,302 @@
+"""Tune every method's own knobs on the validation classes, with the same budget per method.
+
+    python -m benchmark.tune_methods [--jobs 2] [--methods a,b] [--report-only]
+
+The grid lives in ``configs/tune/methods.yaml``: the learning-rate scales (``tuned.lr_scale``,
+applied to every learning rate of the protocol) times each method's points of its own knobs
+(margins, scales, temperatures, proxy learning-rate ratios, miner epsilon, DAM keep ratio,
+CNENet's regulariser weights). Every method gets the same number of trials; the shared protocol
+is the same in every trial. A trial is one ``benchmark/run_tune.py +tune=methods`` run: it trains
+on the training classes minus the validation ones and is evaluated on the validation ones (the
+test classes are never read), in ``runs/tune-methods-<protocol>-<dataset>/<method>/trial<k>/``.
+
+The rule: for each method, the trial with the highest mean validation metric over seeds
+(``tune.metric``) among trials that finished without diverging; ties go to the first trial.
+The driver writes ``reports/tuning/tune-methods-<protocol>-<dataset>.md`` and ``.csv`` (every
+trial, its wall time, the choice) and one ``configs/tuned/<protocol>_<method>.yaml`` per method,
+which the training config loads for that protocol and method (configs/config.yaml), so the
+chosen values, and the report that chose them, appear in every results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from benchmark.atomic import write_atomic_text
+from benchmark.config import CONFIG_DIR, compose_config
+from benchmark.report.collect import METRICS
+from benchmark.report.grid import number
+from benchmark.tune import DIVERGED, TuningError, read_cell
+
+ROOT = Path(__file__).resolve().parent.parent
+TUNED_DIR = CONFIG_DIR / "tuned"
+
+
+@dataclass(frozen=True)
+class Trial:
+    method: str
+    index: int
+    lr_scale: float
+    knobs: dict[str, Any]  # method keys (dotted below method.) -> value
+    fixed: dict[str, Any]  # method keys set in every trial of the method (not tuned)
+
+    def overrides(self) -> list[str]:
+        values = {f"method.{k}": v for k, v in {**self.fixed, **self.knobs}.items()}
+        return [
+            f"method={self.method}", "+tune=methods", f"tune.trial={self.index}",
+            f"tuned.lr_scale={self.lr_scale!r}",
+            *(f"{key}={json.dumps(value)}" for key, value in values.items()),
+        ]  # fmt: skip
+
+    def label(self) -> str:
+        knobs = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in self.knobs.items())  # fmt: skip
+        return f"lr_scale={self.lr_scale:g}, {knobs}"
+
+
+def grid_config(overrides: list[str] | None = None) -> Any:
+    return compose_config(["+tune=methods", *(overrides or [])]).tune
+
+
+def trials(tune: Any, methods: list[str] | None = None) -> list[Trial]:
+    """Every trial of the grid, method by method; the budget must be equal across methods."""
+    knobs = OmegaConf.to_container(tune.knobs)
+    fixed = OmegaConf.to_container(tune.fixed)
+    assert isinstance(knobs, dict) and isinstance(fixed, dict)
+    unknown = sorted(set(fixed) - set(knobs))
+    if unknown:
+        raise TuningError(f"configs/tune/methods.yaml: tune.fixed names untuned methods {unknown}")
+    budgets = {m: len(points) * len(tune.lr_scales) for m, points in knobs.items()}
+    if len(set(budgets.values())) > 1:
+        raise TuningError(f"configs/tune/methods.yaml: unequal trials per method: {budgets}")
+    chosen = list(knobs) if methods is None else methods
+    missing = sorted(set(chosen) - set(knobs))
+    if missing:
+        raise TuningError(f"configs/tune/methods.yaml: no grid for method(s) {missing}")
+    result = []
+    for method in chosen:
+        grid = itertools.product(knobs[method], tune.lr_scales)
+        for index, (point, scale) in enumerate(grid):
+            result.append(Trial(method, index, float(scale), dict(point), fixed.get(method, {})))
+    return result
+
+
+def trial_dir(runs: Path, trial: Trial, dataset: str, seed: int) -> Path:
+    return runs / trial.method / f"trial{trial.index}" / dataset / f"seed{seed}"
+
+
+def finished(directory: Path) -> bool:
+    return (directory / "results.json").is_file() or (directory / DIVERGED).is_file()
+
+
+def run_trials(cells: list[tuple[Trial, int]], runs: Path, dataset: str, jobs: int) -> None:
+    """Run the missing (trial, seed) cells, ``jobs`` processes at a time."""
+    todo = [(t, s) for t, s in cells if not finished(trial_dir(runs, t, dataset, s))]
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    environment = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
+
+    def run(cell: tuple[Trial, int]) -> None:
+        trial, seed = cell
+        start = time.perf_counter()
+        command = [sys.executable, "benchmark/run_tune.py", *trial.overrides(),
+                   f"seed={seed}", "progress=false"]  # fmt: skip
+        directory = trial_dir(runs, trial, dataset, seed)
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / "tune.log", "w") as log:
+            done = subprocess.run(command, cwd=ROOT, env=environment, stdout=log, stderr=log)
+        state = "ok" if done.returncode == 0 else f"FAILED (exit {done.returncode})"
+        print(f"{trial.method} trial {trial.index} seed {seed} ({trial.label()}): {state}, "
+              f"{time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
+        if done.returncode:
+            raise TuningError(f"{directory}: trial failed; see {directory / 'tune.log'}")
+
+    print(f"{len(todo)} of {len(cells)} tuning cells to run, {jobs} at a time", flush=True)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(run, todo))
+
+
+# ----- reading and choosing -------------------------------------------------------------------
+
+
+def trial_frame(cells: list[tuple[Trial, int]], runs: Path, dataset: str) -> pd.DataFrame:
+    rows = []
+    for trial, seed in cells:
+        directory = trial_dir(runs, trial, dataset, seed)
+        path = directory / "results.json"
+        if not path.is_file():
+            path = directory / DIVERGED
+        row: dict[str, Any] = {"method": trial.method, "trial": trial.index, "seed": seed,
+                               "lr_scale": trial.lr_scale, "knobs": json.dumps(trial.knobs),
+                               "run_dir": str(directory)}  # fmt: skip
+        if not path.is_file():
+            rows.append(row | {"status": "missing"})
+            continue
+        cell = read_cell(path)
+        config = cell.config
+        if float(config.get("tuned", {}).get("lr_scale", math.nan)) != trial.lr_scale:
+            raise TuningError(f"{path}: lr_scale differs from the grid's trial {trial.index}")
+        if cell.metrics is None:
+            rows.append(row | {"status": "diverged"})
+            continue
+        results = json.loads(path.read_text())
+        row |= {"status": "done", **{k: float(cell.metrics[k]) for k in METRICS},
+                "wall_seconds": float(results["cost"]["wall_seconds"]),
+                "commit": cell.commit[:12]}  # fmt: skip
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def choose(frame: pd.DataFrame, metric: str) -> dict[str, int]:
+    """Method -> chosen trial: best mean over seeds among trials with every seed done."""
+    chosen = {}
+    for method, group in frame.groupby("method", sort=False):
+        scores = {}
+        for index, rows in group.groupby("trial", sort=True):
+            if (rows["status"] == "done").all():
+                scores[int(index)] = float(rows[metric].mean())
+        if scores:
+            best = max(scores.values())
+            chosen[str(method)] = min(i for i, s in scores.items() if s == best)
+    return chosen
+
+
+# ----- writing --------------------------------------------------------------------------------
+
+
+def tuned_yaml(trial: Trial, protocol: str, report: str, metric: str, score: float) -> str:
+    lines = [
+        "# @package _global_",
+        f"# Written by benchmark/tune_methods.py from {report}: the trial with the best",
+        f"# validation {metric} ({number(score)}) of the method's equal-budget grid.",
+        "# Do not edit by hand; re-run the tuning instead.",
+        "tuned:",
+        f"  lr_scale: {trial.lr_scale!r}",
+        "  knobs:",
+        *(f"    {key}: ${{method.{key}}}" for key in trial.knobs),
+        f"  fixed: [{', '.join(trial.fixed)}]" if trial.fixed else "  fixed: []",
+        f"  report: {report}",
+        "method:",
+    ]
+    for key, value in {**trial.fixed, **trial.knobs}.items():
+        lines.append(f"  {key}: {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def render(frame: pd.DataFrame, chosen: dict[str, int], grid: list[Trial], meta: dict) -> str:
+    metric = meta["metric"]
+    lines = [
+        f"# Method knobs: protocol `{meta['protocol']}`, dataset `{meta['dataset']}`",
+        "",
+        f"Every method: {meta['budget']} trials ({len(meta['lr_scales'])} learning-rate scales "
+        f"{', '.join(f'{s:g}' for s in meta['lr_scales'])} x its own knob points), seeds "
+        f"{', '.join(map(str, meta['seeds']))}. Trained on the training classes without the last "
+        f"{meta['val_classes']} (the validation classes), evaluated on those; the test classes "
+        f"were never used. Objective: validation {metric}, best trial per method (ties: the "
+        "first). The shared protocol is identical in every trial; `lr_scale` multiplies every "
+        f"learning rate of the protocol. Runs: `{meta['runs']}`; code "
+        f"{', '.join(sorted(frame['commit'].dropna().unique())) or 'n/a'}; wall time "
+        f"{meta['wall_minutes']:.1f} min of trials ({meta['jobs']} at a time on "
+        f"{os.cpu_count()} cores).",
+        "",
+        f"| method | trial | lr_scale | knobs | {metric} | recall@1 | wall s | status |",
+        "| :--- | ---: | ---: | :--- | ---: | ---: | ---: | :--- |",
+    ]
+    for _, row in frame.groupby(["method", "trial"], sort=False).first().reset_index().iterrows():
+        rows = frame[(frame["method"] == row["method"]) & (frame["trial"] == row["trial"])]
+        done = rows[rows["status"] == "done"]
+        score = number(done[metric].mean()) if len(done) else "—"
+        if chosen.get(row["method"]) == row["trial"]:
+            score = f"**{score}** (chosen)"
+        recall = number(done["recall@1"].mean()) if len(done) else "—"
+        wall = f"{done['wall_seconds'].sum():.0f}" if len(done) else "—"
+        status = ", ".join(sorted(set(rows["status"])))
+        lines.append(f"| {row['method']} | {row['trial']} | {row['lr_scale']:g} | "
+                     f"`{row['knobs']}` | {score} | {recall} | {wall} | {status} |")  # fmt: skip
+    lines += ["", "**Chosen** (written to `configs/tuned/<protocol>_<method>.yaml`):", ""]
+    for trial in grid:
+        if chosen.get(trial.method) == trial.index:
+            lines.append(f"- `{trial.method}`: {trial.label()}"
+                         + (f"; fixed {trial.fixed}" if trial.fixed else ""))  # fmt: skip
+    missing = sorted({t.method for t in grid} - set(chosen))
+    if missing:
+        lines += ["", f"**No complete trial, nothing chosen:** {', '.join(missing)}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(
+    tune: Any, cells: list[tuple[Trial, int]], grid: list[Trial], meta: dict, write_configs: bool
+) -> dict[str, int]:
+    runs = Path(meta["runs"])
+    frame = trial_frame(cells, runs, meta["dataset"])
+    chosen = choose(frame, str(tune.metric))
+    done = frame[frame["status"] == "done"]
+    meta["wall_minutes"] = float(done["wall_seconds"].sum()) / 60 if len(done) else 0.0
+    report_dir = ROOT / str(tune.report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    name = runs.name
+    write_atomic_text(report_dir / f"{name}.csv", frame.to_csv(index=False))
+    write_atomic_text(report_dir / f"{name}.md", render(frame, chosen, grid, meta))
+    if write_configs:
+        TUNED_DIR.mkdir(exist_ok=True)
+        report = f"{tune.report_dir}/{name}.md"
+        for trial in grid:
+            if chosen.get(trial.method) == trial.index:
+                rows = done[(done["method"] == trial.method) & (done["trial"] == trial.index)]
+                text = tuned_yaml(trial, meta["protocol"], report, str(tune.metric),
+                                  float(rows[str(tune.metric)].mean()))  # fmt: skip
+                write_atomic_text(TUNED_DIR / f"{meta['protocol']}_{trial.method}.yaml", text)
+    return chosen
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--methods", help="comma-separated subset (default: every method)")
+    parser.add_argument("--jobs", type=int, help="trials at once (default: tune.jobs)")
+    parser.add_argument("--report-only", action="store_true", help="run nothing; report")
+    parser.add_argument("--no-configs", action="store_true",
+                        help="do not write configs/tuned/ (report only)")  # fmt: skip
+    args = parser.parse_args(argv)
+    cfg = compose_config(["+tune=methods"])
+    tune = cfg.tune
+    if tune.metric not in METRICS:
+        parser.exit(2, f"error: tune.metric={tune.metric!r}; valid: {', '.join(METRICS)}\n")
+    try:
+        grid = trials(tune, args.methods.split(",") if args.methods else None)
+    except TuningError as error:
+        parser.exit(2, f"error: {error}\n")
+    seeds = [int(s) for s in tune.seeds]
+    cells = [(trial, seed) for trial in grid for seed in seeds]
+    runs = Path(str(cfg.runs_root)) / str(cfg.suite_name)
+    jobs = int(args.jobs or tune.jobs)
+    if not args.report_only:
+        run_trials(cells, runs, str(cfg.dataset.name), jobs)
+    meta = {
+        "protocol": str(cfg.protocol.name), "dataset": str(cfg.dataset.name),
+        "metric": str(tune.metric), "seeds": seeds, "lr_scales": list(tune.lr_scales),
+        "budget": len(grid) // len({t.method for t in grid}), "runs": str(runs), "jobs": jobs,
+        "val_classes": int(cfg.dataset.val_classes),
+    }  # fmt: skip
+    try:
+        chosen = write_outputs(tune, cells, grid, meta, not args.no_configs)
+    except TuningError as error:
+        parser.exit(1, f"error: {error}\n")
+    print(f"chosen trials: {chosen}; report in {tune.report_dir}/{runs.name}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
