@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 from omegaconf import OmegaConf
 
 from benchmark.atomic import write_atomic_text
@@ -191,8 +192,14 @@ def tuned_yaml(trial: Trial, protocol: str, report: str, metric: str, score: flo
         f"  report: {report}",
         "method:",
     ]
-    for key, value in {**trial.fixed, **trial.knobs}.items():
-        lines.append(f"  {key}: {json.dumps(value)}")
+    nested: dict[str, Any] = {}
+    for key, value in {**trial.fixed, **trial.knobs}.items():  # dotted keys -> nested YAML
+        *parents, leaf = key.split(".")
+        node = nested
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    lines += ["  " + line for line in yaml.safe_dump(nested, sort_keys=False).splitlines()]
     return "\n".join(lines) + "\n"
 
 
@@ -250,16 +257,46 @@ def write_outputs(
     name = runs.name
     write_atomic_text(report_dir / f"{name}.csv", frame.to_csv(index=False))
     write_atomic_text(report_dir / f"{name}.md", render(frame, chosen, grid, meta))
+    report = f"{tune.report_dir}/{name}.md"
     if write_configs:
         TUNED_DIR.mkdir(exist_ok=True)
-        report = f"{tune.report_dir}/{name}.md"
         for trial in grid:
             if chosen.get(trial.method) == trial.index:
                 rows = done[(done["method"] == trial.method) & (done["trial"] == trial.index)]
                 text = tuned_yaml(trial, meta["protocol"], report, str(tune.metric),
                                   float(rows[str(tune.metric)].mean()))  # fmt: skip
                 write_atomic_text(TUNED_DIR / f"{meta['protocol']}_{trial.method}.yaml", text)
+        write_inherited(tune, grid, chosen, meta["protocol"], report)
     return chosen
+
+
+def untuned_method(name: str) -> dict[str, Any]:
+    """A method's config as its YAML sets it (the tiny protocol has no configs/tuned/ file)."""
+    method = OmegaConf.to_container(compose_config([f"method={name}", "protocol=tiny"]).method)
+    assert isinstance(method, dict)
+    return method
+
+
+def write_inherited(
+    tune: Any, grid: list[Trial], chosen: dict[str, int], protocol: str, report: str
+) -> None:
+    """configs/tuned/ files of rows that take a tuned method's values (``tune.inherit``)."""
+    inherit = OmegaConf.to_container(tune.inherit)
+    assert isinstance(inherit, dict)
+    for row, parent in inherit.items():
+        picked = [t for t in grid if t.method == parent and chosen.get(parent) == t.index]
+        if not picked:
+            continue
+        trial = picked[0]
+        mine, theirs = untuned_method(row), untuned_method(parent)
+        knobs = {key: value for key, value in trial.knobs.items()
+                 if OmegaConf.select(OmegaConf.create(mine), key)
+                 == OmegaConf.select(OmegaConf.create(theirs), key)}  # fmt: skip
+        fixed = {k: v for k, v in trial.fixed.items() if k in mine}
+        text = tuned_yaml(Trial(row, trial.index, trial.lr_scale, knobs, fixed), protocol,
+                          report, str(tune.metric), math.nan)  # fmt: skip
+        text = text.replace("the trial with the best", f"{parent}'s chosen trial; best")
+        write_atomic_text(TUNED_DIR / f"{protocol}_{row}.yaml", text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ import torch
 from benchmark.health import (
     MapHealth,
     chance_recall_at_1,
+    class_separation,
     degenerate_reasons,
     embedding_spread,
 )
@@ -66,3 +67,27 @@ def test_chance_and_the_degenerate_rule() -> None:
     assert "within 1.5x chance" in degenerate_reasons(3.0, 2.0, spread)[0]
     collapsed = {"mean_cosine_distance": 0.001, "effective_rank": 1.0}
     assert "collapsed" in degenerate_reasons(60.0, 2.0, collapsed)[0]
+
+
+def test_class_separation_tells_a_narrow_cone_from_a_collapse() -> None:
+    labels = np.repeat(np.arange(4), 5)
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.randn(4, 8, generator=generator)
+    # a narrow cone around one direction whose classes still sit apart: not collapsed
+    cone = torch.full((20, 8), 10.0) + centres.repeat_interleave(5, 0) * 0.05
+    cone_health = embedding_spread(cone) | class_separation(cone, labels)
+    assert cone_health["mean_cosine_distance"] < 0.01
+    assert cone_health["separation"] > 5.0
+    assert degenerate_reasons(40.0, 20.0 / 19, cone_health) == []
+    # every class mixed at random: same- and different-class distances agree
+    mixed = torch.randn(20, 8, generator=generator)
+    mixed_health = embedding_spread(mixed) | class_separation(mixed, labels)
+    assert mixed_health["separation"] == pytest.approx(
+        mixed_health["different_class_distance"] / mixed_health["same_class_distance"]
+    )
+    exact = class_separation(torch.eye(2).repeat_interleave(2, 0), np.array([0, 0, 1, 1]))
+    assert exact["same_class_distance"] == pytest.approx(0.0)
+    assert exact["separation"] == math.inf
+    one_point = torch.ones(20, 8)
+    reasons = degenerate_reasons(40.0, 1.0, embedding_spread(one_point) | {"separation": 1.0})
+    assert reasons and "classes not separated" in reasons[0]

@@ -1,0 +1,125 @@
+"""Per-method tuning: the equal budget, the choice rule, the written configs, lr_scale applied."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from benchmark.config import compose_config, run_settings
+from benchmark.optimizer import make_optimizer
+from benchmark.tune import TuningError
+from benchmark.tune_methods import Trial, choose, grid_config, trials, tuned_yaml
+from methods.registry import build_method
+from tests.test_method_contract import FEATURE_DIM, TinyBackbone
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_every_default_method_has_the_same_budget() -> None:
+    grid = trials(grid_config())
+    budgets = pd.Series([t.method for t in grid]).value_counts()
+    assert budgets.nunique() == 1 and budgets.iloc[0] == 6
+    suite = yaml.safe_load((REPO / "configs/suite/default.yaml").read_text())
+    tuned = set(budgets.index)
+    assert tuned == set(suite["methods"]) - {"untrained"}
+    first = next(t for t in grid if t.method == "triplet")
+    assert "method.loss_options.margin=0.2" in first.overrides()
+    assert "tuned.lr_scale=0.1" in first.overrides()
+
+
+def test_unequal_budgets_and_unknown_methods_are_refused() -> None:
+    tune = grid_config()
+    tune.knobs.triplet = [{"loss_options.margin": 0.2}]
+    with pytest.raises(TuningError, match="unequal trials per method"):
+        trials(tune)
+    with pytest.raises(TuningError, match="no grid for method"):
+        trials(grid_config(), ["nonexistent"])
+
+
+def test_choice_is_the_best_complete_trial_per_method() -> None:
+    frame = pd.DataFrame([
+        {"method": "a", "trial": 0, "seed": 1, "status": "done", "map@r": 10.0},
+        {"method": "a", "trial": 1, "seed": 1, "status": "done", "map@r": 30.0},
+        {"method": "a", "trial": 2, "seed": 1, "status": "diverged", "map@r": float("nan")},
+        {"method": "b", "trial": 0, "seed": 1, "status": "done", "map@r": 5.0},
+        {"method": "b", "trial": 1, "seed": 1, "status": "done", "map@r": 5.0},  # tie: first
+        {"method": "c", "trial": 0, "seed": 1, "status": "diverged", "map@r": float("nan")},
+    ])  # fmt: skip
+    assert choose(frame, "map@r") == {"a": 1, "b": 0}
+
+
+def test_written_config_composes_into_the_run_and_scales_every_rate(tmp_path: Path) -> None:
+    trial = Trial("triplet", 4, 0.3, {"loss_options.margin": 0.1}, {})
+    text = tuned_yaml(trial, "embedded", "reports/tuning/x.md", "map@r", 42.0)
+    parsed = yaml.safe_load(text)
+    assert parsed["tuned"]["lr_scale"] == 0.3
+    assert parsed["method"] == {"loss_options": {"margin": 0.1}}
+    assert parsed["tuned"]["knobs"] == {"loss_options.margin": "${method.loss_options.margin}"}
+    # the same values given as overrides reach the typed settings and the optimiser
+    cfg = compose_config(["method=triplet", "tuned.lr_scale=0.3",
+                          "method.loss_options.margin=0.1", "dataset=synthetic_tiny",
+                          "protocol=tiny", f"run_dir={tmp_path}"])  # fmt: skip
+    settings = run_settings(cfg)
+    assert settings.lr_scale == 0.3
+    method = build_method(settings.builder, backbone=TinyBackbone(), feature_dim=FEATURE_DIM,
+                          num_classes=4, **settings.builder_kwargs)  # fmt: skip
+    base, _ = make_optimizer(method, settings.protocol.optimizer, 10.0)
+    scaled, _ = make_optimizer(method, settings.protocol.optimizer, 10.0, settings.lr_scale)
+    for plain, tuned in zip(base.param_groups, scaled.param_groups, strict=True):
+        assert tuned["lr"] == pytest.approx(0.3 * plain["lr"])
+
+
+def flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out |= flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_tuned_files_name_their_report_and_match_the_grid() -> None:
+    """Every committed configs/tuned/embedded_<method>.yaml is one of its method's trials and
+    points to a committed tuning report that lists it as chosen."""
+    grid = trials(grid_config())
+    files = sorted((REPO / "configs/tuned").glob("embedded_*.yaml"))
+    for path in files:
+        method = path.stem.removeprefix("embedded_")
+        parsed = yaml.safe_load(path.read_text())
+        ours = [t for t in grid if t.method == method]
+        if not ours:  # an ablation row inheriting its parent's values
+            continue
+        match = [t for t in ours if t.lr_scale == parsed["tuned"]["lr_scale"]
+                 and {**t.fixed, **t.knobs} == flat(parsed["method"])]  # fmt: skip
+        assert len(match) == 1, path
+        report = REPO / parsed["tuned"]["report"]
+        assert report.is_file(), report
+        cfg = compose_config([f"method={method}"])
+        resolved = OmegaConf.to_container(cfg.tuned, resolve=True)
+        assert resolved["lr_scale"] == parsed["tuned"]["lr_scale"]
+        assert json.dumps(resolved["knobs"], sort_keys=True) == json.dumps(
+            match[0].knobs, sort_keys=True
+        )
+
+
+def test_ablation_rows_inherit_cnenet_values_but_keep_their_ablation(tmp_path, monkeypatch) -> None:
+    import benchmark.tune_methods as tm
+
+    monkeypatch.setattr(tm, "TUNED_DIR", tmp_path)
+    tune = grid_config()
+    grid = trials(tune)
+    cnenet = next(t for t in grid if t.method == "cnenet" and t.lr_scale == 0.3
+                  and t.knobs["semantic_discrete_weight"] == 0.3)  # fmt: skip
+    tm.write_inherited(tune, grid, {"cnenet": cnenet.index}, "embedded", "reports/x.md")
+    no_sd = yaml.safe_load((tmp_path / "embedded_bl_nmm_no_sd.yaml").read_text())
+    assert no_sd["tuned"]["lr_scale"] == 0.3
+    assert no_sd["method"] == {"semantic_alignment_weight": 0.3}  # L_SD stays off (weight 0)
+    full = yaml.safe_load((tmp_path / "embedded_bl_nmm.yaml").read_text())
+    assert full["method"] == {"semantic_discrete_weight": 0.3, "semantic_alignment_weight": 0.3}
+    assert not (tmp_path / "embedded_baseline.yaml").exists()
