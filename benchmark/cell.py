@@ -142,6 +142,8 @@ def prepare_run(settings: RunSettings, world: World | None = None) -> Run:
     seed_everything(settings.seed)
     if protocol.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
+    if device.type == "cpu" and protocol.cpu_threads:  # part of the numerics: kernels split
+        torch.set_num_threads(protocol.cpu_threads)  # their sums by thread count
     train_set, test_set, manifest_hash = build_datasets(settings.dataset, protocol, settings.seed)
     method, info = build_run_method(settings, train_set.num_classes)
     if world.distributed and device.type == "cuda" and protocol.sync_batchnorm:

@@ -89,6 +89,7 @@ class ProtocolConfig:
     grad_clip_norm: float | None = None
     device: str = "auto"
     deterministic: bool = True
+    cpu_threads: int | None = None  # torch intra-op threads of a CPU run (None: torch's default)
 
 
 @dataclass
