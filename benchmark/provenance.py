@@ -82,6 +82,34 @@ def command_line() -> str:
     return shlex.join(_COMMAND if _COMMAND is not None else ["python", *sys.argv])
 
 
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "fma")
+
+
+def cpu_capability() -> dict[str, object]:
+    """What decides a CPU run's kernels, for diagnosing cross-machine differences: the SIMD
+    level ATen dispatches to, the CPU's relevant flags, the thread count, the BLAS / oneDNN
+    builds (``python -m benchmark.perf.determinism`` shows which of them change the numbers)."""
+    flags: list[str] = []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                present = set(line.split(":", 1)[1].split())
+                flags = [flag for flag in CPU_FLAGS if flag in present]
+                break
+    except OSError:
+        pass
+    config = torch.__config__.show()
+    builds = [line.strip(" -") for line in config.splitlines()
+              if "Math Kernel Library" in line or "MKL-DNN" in line]  # fmt: skip
+    return {
+        "aten_capability": torch.backends.cpu.get_cpu_capability(),
+        "flags": flags,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "builds": builds,
+    }
+
+
 def provenance(device: torch.device, manifest_sha256: str) -> dict[str, object]:
     commit, dirty = git_state()
     return {
@@ -91,6 +119,7 @@ def provenance(device: torch.device, manifest_sha256: str) -> dict[str, object]:
         "manifest_sha256": manifest_sha256,
         "libraries": library_versions(),
         "device": device_name(device),
+        "cpu": cpu_capability(),
         "python": sys.version.split()[0],
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
     }

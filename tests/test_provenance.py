@@ -39,3 +39,17 @@ def test_pipeline_rewrites_leave_the_checkout_clean(repo: Path) -> None:
 def test_a_changed_source_file_is_dirty(repo: Path) -> None:
     (repo / "train.py").write_text("edited\n")
     assert provenance.git_state()[1] is True
+
+
+def test_cpu_capability_names_what_decides_the_kernels(monkeypatch) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        record = provenance.cpu_capability()
+    finally:
+        torch.set_num_threads(2)
+    assert record["threads"] == 1
+    assert record["aten_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert set(record["flags"]) <= set(provenance.CPU_FLAGS)
+    assert any("MKL" in build or "oneAPI" in build for build in record["builds"])
