@@ -44,11 +44,12 @@ def test_a_changed_source_file_is_dirty(repo: Path) -> None:
 def test_cpu_capability_names_what_decides_the_kernels(monkeypatch) -> None:
     import torch
 
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         record = provenance.cpu_capability()
     finally:
-        torch.set_num_threads(2)
+        torch.set_num_threads(threads)
     assert record["threads"] == 1
     assert record["aten_capability"] == torch.backends.cpu.get_cpu_capability()
     assert set(record["flags"]) <= set(provenance.CPU_FLAGS)
