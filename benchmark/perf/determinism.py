@@ -28,24 +28,27 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 
-VARIANTS: dict[str, dict[str, str]] = {
-    "reference (2 threads)": {"OMP_NUM_THREADS": "2"},
-    "1 thread": {"OMP_NUM_THREADS": "1"},
-    "ATen kernels AVX2": {"OMP_NUM_THREADS": "2", "ATEN_CPU_CAPABILITY": "avx2"},
-    "ATen kernels scalar": {"OMP_NUM_THREADS": "2", "ATEN_CPU_CAPABILITY": "default"},
-    "oneDNN max ISA AVX2": {"OMP_NUM_THREADS": "2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
-    "MKL_CBWR=COMPATIBLE": {"OMP_NUM_THREADS": "2", "MKL_CBWR": "COMPATIBLE"},
+VARIANTS: dict[str, tuple[dict[str, str], list[str]]] = {  # name -> (environment, overrides)
+    "reference (protocol: 1 thread)": ({}, []),
+    "2 threads": ({}, ["protocol.cpu_threads=2"]),
+    "ATen kernels AVX2": ({"ATEN_CPU_CAPABILITY": "avx2"}, []),
+    "ATen kernels scalar": ({"ATEN_CPU_CAPABILITY": "default"}, []),
+    "oneDNN max ISA AVX2": ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, []),
+    "MKL_CBWR=COMPATIBLE": ({"MKL_CBWR": "COMPATIBLE"}, []),
 }
 CLEARED = ("OMP_NUM_THREADS", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")
 
 
-def run_variant(name: str, env: dict[str, str], args: argparse.Namespace, root: Path) -> dict:
+def run_variant(
+    name: str, variant: tuple[dict[str, str], list[str]], args: argparse.Namespace, root: Path
+) -> dict:
+    env, overrides = variant
     run_dir = root / name.replace(" ", "_").replace("(", "").replace(")", "").replace("=", "-")
     environment = {k: v for k, v in os.environ.items() if k not in CLEARED} | env
     command = [
         sys.executable, "benchmark/run.py", f"method={args.method}", f"dataset={args.dataset}",
         f"protocol={args.protocol}", "seed=1", f"run_dir={run_dir}", "progress=false",
-        "save_embeddings=0",
+        "save_embeddings=0", *overrides,
     ]  # fmt: skip
     subprocess.run(command, cwd=ROOT, env=environment, check=True, capture_output=True)
     results = json.loads((run_dir / "results.json").read_text())
