@@ -8,7 +8,7 @@ applied to every learning rate of the protocol) times each method's points of it
 CNENet's regulariser weights). Every method gets the same number of trials; the shared protocol
 is the same in every trial. A trial is one ``benchmark/run_tune.py +tune=methods`` run: it trains
 on the training classes minus the validation ones and is evaluated on the validation ones (the
-test classes are never read), in ``runs/tune-methods-<protocol>-<dataset>/<method>/trial<k>/``.
+test classes are never read), in ``runs/tune-methods-<protocol>-<dataset>/trial<k>/<method>/``.
 
 The rule: for each method, the trial with the highest mean validation metric over seeds
 (``tune.metric``) among trials that finished without diverging; ties go to the first trial.
@@ -97,7 +97,7 @@ def trials(tune: Any, methods: list[str] | None = None) -> list[Trial]:
 
 
 def trial_dir(runs: Path, trial: Trial, dataset: str, seed: int) -> Path:
-    return runs / trial.method / f"trial{trial.index}" / dataset / f"seed{seed}"
+    return runs / f"trial{trial.index}" / trial.method / dataset / f"seed{seed}"
 
 
 def finished(directory: Path) -> bool:
