@@ -181,8 +181,8 @@ def choose(frame: pd.DataFrame, metric: str) -> dict[str, int]:
 def tuned_yaml(trial: Trial, protocol: str, report: str, metric: str, score: float) -> str:
     lines = [
         "# @package _global_",
-        f"# Written by benchmark/tune_methods.py from {report}: the trial with the best",
-        f"# validation {metric} ({number(score)}) of the method's equal-budget grid.",
+        f"# Written by benchmark/tune_methods.py from {report}:",
+        f"# the best validation {metric} ({number(score)}) of the method's equal-budget grid.",
         "# Do not edit by hand; re-run the tuning instead.",
         "tuned:",
         f"  lr_scale: {trial.lr_scale!r}",
@@ -295,7 +295,12 @@ def write_inherited(
         fixed = {k: v for k, v in trial.fixed.items() if k in mine}
         text = tuned_yaml(Trial(row, trial.index, trial.lr_scale, knobs, fixed), protocol,
                           report, str(tune.metric), math.nan)  # fmt: skip
-        text = text.replace("the trial with the best", f"{parent}'s chosen trial; best")
+        lines = text.splitlines(keepends=True)
+        lines[1:3] = [
+            f"# Not tuned on its own: {parent}'s choice in {report}, for every\n",
+            f"# key this row keeps at {parent}'s default (configs/tune/methods.yaml).\n",
+        ]
+        text = "".join(lines)
         write_atomic_text(TUNED_DIR / f"{protocol}_{row}.yaml", text)
 
 
