@@ -130,7 +130,7 @@ def tuning_blocks(grid: Grid, root: Path) -> list[object]:
     """The tuned knobs and budget per method, or one line when no method was tuned."""
     if methods_table.any_tuned(grid):
         return [TableBlock(methods_table.tuning_table(grid, root))]
-    return [Text("Tuning: no method was tuned (every `tuned.report` is null): defaults only.")]
+    return [Text("Tuning: no method was tuned (no run's `config.tuned.report` names a tuning report).")]
 
 
 @dataclass
@@ -192,8 +192,9 @@ def build_parts(
         Heading("Fairness"),
         Text(
             "The resolved configs (results.json `config`) of all runs of a dataset are compared "
-            "key by key, leaving out the method's own keys (`method`) and per-run bookkeeping "
-            f"({', '.join(f'`{k}`' for k in fairness.NOT_SHARED[1:])}); the data manifest's hash "
+            "key by key, leaving out the method's own keys (`method`, and `tuned`: its knobs "
+            "chosen on the validation classes, listed below) and per-run bookkeeping "
+            f"({', '.join(f'`{k}`' for k in fairness.BOOKKEEPING)}); the data manifest's hash "
             "is compared too."
         ),
         *differences_blocks,

@@ -12,7 +12,9 @@ from benchmark.report.grid import Grid
 from benchmark.report.tables import Column, Table
 
 # per-run bookkeeping, expected to differ between runs; `method` is method-specific by definition
-NOT_SHARED = ("method", "seed", "run_dir", "runs_root", "stage", "resume", "progress")
+METHOD_KEYS = ("method", "tuned")  # the method's own settings and its tuned knobs
+BOOKKEEPING = ("seed", "run_dir", "runs_root", "stage", "resume", "progress")
+NOT_SHARED = METHOD_KEYS + BOOKKEEPING
 MANIFEST_KEY = "data manifest sha256 (provenance)"
 
 

@@ -24,9 +24,13 @@ NOT_TUNED = "not tuned"
 BUDGET = re.compile(r"Every method: (\d+) trials")
 
 
+# CNENet's loss terms as its results.json lists them (declared `losses`)
+LOSS_TERMS = {"ce": "cross-entropy", "sd": "semantic-discrete", "sa": "semantic-alignment"}
+
+
 def text(value: Any) -> str:
     if isinstance(value, list):
-        return " + ".join(str(v) for v in value)
+        return " + ".join(LOSS_TERMS.get(str(v), str(v)) for v in value)
     if isinstance(value, str):
         return value
     return json.dumps(value, default=str)
