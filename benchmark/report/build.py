@@ -130,7 +130,7 @@ def tuning_blocks(grid: Grid, root: Path) -> list[object]:
     """The tuned knobs and budget per method, or one line when no method was tuned."""
     if methods_table.any_tuned(grid):
         return [TableBlock(methods_table.tuning_table(grid, root))]
-    return [Text("Tuning: no method was tuned (no run's `config.tuned.report` names a tuning report).")]
+    return [Text("Tuning: no method was tuned (no run's `config.tuned.report` names a report).")]
 
 
 @dataclass
