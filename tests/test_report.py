@@ -176,16 +176,17 @@ def table_rows(markdown: str, first_cell: str | None) -> list[list[str]]:
     return rows
 
 
-def method_block(markdown: str, method: str) -> list[list[str]]:
-    """The rows of the first recall table for ``method``: reproduced, reported, Δ (if any)."""
-    rows = table_rows(markdown, None)
-    start = next(i for i, r in enumerate(rows) if r[0] == f"`{method}`" and r[1] == "reproduced")
-    block = [rows[start]]
-    for row in rows[start + 1 :]:
-        if row[1] == "reproduced" or not row[1].startswith(("reported", "Δ")):
+def named_rows(markdown: str, caption: str) -> dict[str, dict[str, str]]:
+    """The first table after ``caption``: first cell -> {column name: cell}."""
+    lines = markdown[markdown.index(caption) :].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| "))
+    table = []
+    for line in lines[start:]:
+        if not line.startswith("| "):
             break
-        block.append(row)
-    return block
+        table.append(line)
+    header, *rows = table_rows("\n".join(table), None)
+    return {row[0]: dict(zip(header, row, strict=True)) for row in rows}
 
 
 def section(markdown: str, start: str, end: str) -> str:
@@ -217,11 +218,11 @@ def test_mean_std_ci_and_paper_numbers_are_shown_exactly(simple_suite, tmp_path:
     values = list(SEED_R1.values())
     mean, std = statistics.mean(values), statistics.stdev(values)  # (70 + 72.5 + 71) / 3 = 71.1667
     half = {2: 12.706205, 3: 4.302653}[3] * std / math.sqrt(3)  # t(0.975, 2) from tables
-    reproduced, reported, delta = method_block(markdown, "cnenet")
-    assert reproduced[3] == "3" and reproduced[4] == f"**{mean:.1f} ± {std:.1f}**"  # best R@1
-    assert reported[:2] == ["CNENet", "reported (Table 2)"]
-    assert reported[4:8] == ["74.5", "83.1", "89.2", "93.8"]
-    assert delta[1] == "Δ ours − reported" and delta[4] == f"{mean - 74.5:+.1f}".replace("-", "−")
+    cnenet = named_rows(markdown, "**Recall@K (%) on cub")["`cnenet`"]
+    assert cnenet["n"] == "3" and cnenet["R@1"] == f"**{mean:.1f} ± {std:.1f}**"  # best R@1
+    assert cnenet["Paper row"] == "CNENet (Table 2)"  # the paper's numbers are columns
+    assert [cnenet[f"Paper R@{k}"] for k in (1, 2, 4, 8)] == ["74.5", "83.1", "89.2", "93.8"]
+    assert cnenet["Δ R@1"] == f"{mean - 74.5:+.1f}".replace("-", "−")
     stats_row = next(r for r in table_rows(markdown, "`cnenet`") if len(r) == 7)  # statistics
     assert stats_row[3] == f"[{mean - half:.1f}, {mean + half:.1f}]"
     # tidy CSV: exact values, independent of the display rounding
@@ -244,36 +245,35 @@ def test_best_per_column_is_bold_and_arch_mismatch_is_marked(simple_suite, tmp_p
     write_report(runs, tmp_path / "out", reference, resamples=200)
     markdown = (tmp_path / "out" / "results.md").read_text()
     comparison = section(markdown, "Recall@K (%) on cub", "## Statistics")
+    rows = named_rows(comparison, "Recall@K")
     bold = {
-        name: [i for i, cell in enumerate(row[4:8]) if cell.startswith("**")]
+        name: [i for i, k in enumerate((1, 2, 4, 8)) if rows[name][f"R@{k}"].startswith("**")]
         for name in ("`cnenet`", "`baseline`", "`dam_proxy`")
-        for row in table_rows(comparison, name)
-        if row[1] == "reproduced"
     }
     # R@1, R@2, R@4: cnenet's means (71.2, 79.2, 85.2) win; R@8: dam_proxy's 99.0
     assert bold == {"`cnenet`": [0, 1, 2], "`baseline`": [], "`dam_proxy`": [3]}
-    dam_reported = table_rows(comparison, "DAM")[0]
-    assert dam_reported[2] == "In3†" and "different backbone" in comparison
+    dam = rows["`dam_proxy`"]
+    assert dam["Paper row"] == "DAM (Table 2)" and dam["Paper arch"] == "In3†"
+    assert "different backbone" in comparison
 
 
-def test_missing_cells_show_as_not_run(simple_suite, tmp_path: Path) -> None:
+def test_missing_cells_are_named_not_shown_as_empty_rows(simple_suite, tmp_path: Path) -> None:
     runs, reference = simple_suite
     expected = Expected(("baseline", "cnenet", "proxynca_pp"), ("cub",), (1, 2, 3))
     write_report(runs, tmp_path / "out", reference, expected, resamples=200)
     markdown = (tmp_path / "out" / "results.md").read_text()
-    proxy = next(r for r in table_rows(markdown, "`proxynca_pp`") if r[1] == "reproduced")
-    assert proxy[3] == "0/3" and proxy[4:8] == ["not run"] * 4
-    baseline = next(r for r in table_rows(markdown, "`baseline`") if r[1] == "reproduced")
-    assert baseline[3] == "2/3"  # seed 3 missing, never filled in
+    comparison = named_rows(markdown, "**Recall@K (%) on cub")
+    assert "`proxynca_pp`" not in comparison and "Not run: `proxynca_pp`." in markdown
+    assert comparison["`baseline`"]["n"] == "2/3"  # seed 3 missing, never filled in
     assert "4 of 9 expected runs have no results file" in markdown
     missing = table_rows(markdown[markdown.index("Expected runs without") :], None)
     assert missing[1:] == [["`baseline`", "cub", "3"], ["`proxynca_pp`", "cub", "1, 2, 3"]]
-    ablation = (tmp_path / "out" / "ablation.md").read_text()
-    nmm = next(r for r in table_rows(ablation, "`bl_nmm`") if r[1] == "reproduced")
-    assert nmm[4:8] == ["not run"] * 4
-    assert table_rows(ablation, "BL+NMM")[0][4] == "71.2"  # the paper's number beside it
-    l4 = [r for r in table_rows(ablation, "l=4")]
-    assert l4[0][4:8] == ["74.5", "83.1", "89.2", "93.8"]
+    ablation = (tmp_path / "out" / "ablations_fake.md").read_text()
+    assert not table_rows(ablation, "`bl_nmm`")  # not run: named, no empty row
+    assert "`bl_nmm`" in ablation.split("Not run in this suite:")[1]
+    table3 = named_rows(ablation, "Table 3 analogue")["`cnenet`"]
+    assert table3["Paper row"] == "l=4 (Table 3)"
+    assert [table3[f"Paper R@{k}"] for k in (1, 2, 4, 8)] == ["74.5", "83.1", "89.2", "93.8"]
 
 
 def test_ablation_on_generated_data_shows_the_papers_cub_rows_without_delta(
@@ -284,17 +284,14 @@ def test_ablation_on_generated_data_shows_the_papers_cub_rows_without_delta(
         write_run(runs, "baseline", "synthetic", seed, (r1, 30.0, 40.0, 50.0))
     write_run(runs, "bl_nmm", "synthetic", 1, (18.0, 28.0, 38.0, 48.0))
     write_report(runs, tmp_path / "out", write_reference(tmp_path), None, resamples=200)
-    ablation = (tmp_path / "out" / "ablation.md").read_text()
-    baseline = method_block(ablation, "baseline")
-    assert baseline[0][3:5] == ["2", "**22.0 ± 2.8**"]  # mean ± std over seeds, best in bold
-    assert baseline[1][:2] == ["BL", "reported on CUB (Table 1)"] and baseline[1][4] == "66.3"
-    assert len(baseline) == 2  # no Δ across datasets
-    assert table_rows(ablation, "BL+NMM")[0][1:5] == [
-        "reported on CUB (Table 1)",
-        "R50",
-        "",
-        "71.2",
-    ]
+    ablation = (tmp_path / "out" / "ablations_fake.md").read_text()
+    rows = named_rows(ablation, "Table 1 analogue")
+    baseline = rows["`baseline`"]
+    assert baseline["n"] == "2" and baseline["R@1"] == "**22.0 ± 2.8**"  # best in bold
+    assert baseline["Paper row"] == "BL (Table 1, CUB)" and baseline["Paper R@1"] == "66.3"
+    assert "Δ R@1" not in baseline and "Paper R@2" not in baseline  # no Δ across datasets
+    assert rows["`bl_nmm`"]["Paper row"] == "BL+NMM (Table 1, CUB)"
+    assert rows["`bl_nmm`"]["Paper R@1"] == "71.2"
     assert "The paper has no synthetic numbers" in ablation
 
 
@@ -318,8 +315,7 @@ def test_protocol_difference_is_flagged_at_the_top(tmp_path: Path) -> None:
         ["", "", "`30`", "`cnenet` (s1)"],
     ]
     # the run off the common value is marked in the comparison table
-    reproduced = [r[0] for r in table_rows(markdown, None) if r[1:2] == ["reproduced"]]
-    assert reproduced[:2] == ["`baseline`", "`cnenet` ⚠"]
+    assert list(named_rows(markdown, "**Recall@K (%) on cub")) == ["`baseline`", "`cnenet` ⚠"]
 
 
 def test_identical_protocols_are_not_flagged(simple_suite, tmp_path: Path) -> None:
@@ -443,8 +439,8 @@ def test_latex_uses_booktabs_with_consistent_columns(simple_suite, tmp_path: Pat
         )
         rows = [line for line in body.splitlines() if line.endswith(r"\\")]
         assert rows and all(len(re.findall(r"(?<!\\)&", row)) == len(spec) - 1 for row in rows)
-    assert r"\textbf{71.2 $\pm$ 1.3}" in tex and r"BL+NMM(w/o LSD\&LSA)" in tex
-    assert "bl\\_nmm" in tex  # underscores escaped
+    assert r"\textbf{71.2 $\pm$ 1.3}" in tex and "BL+NMM+NEM (Table 1)" in tex
+    assert "dam\\_proxy" in tex  # underscores escaped
 
 
 def test_same_inputs_same_files_and_relative_links(simple_suite, tmp_path: Path) -> None:
@@ -453,15 +449,17 @@ def test_same_inputs_same_files_and_relative_links(simple_suite, tmp_path: Path)
     second = write_report(runs, tmp_path / "b", reference, resamples=200)
     names = sorted(p.relative_to(tmp_path / "a").as_posix() for p in first)
     assert names == sorted(p.relative_to(tmp_path / "b").as_posix() for p in second)
-    assert {"results.md", "ablation.md", "results.csv", "tables.tex", "index.html"} <= set(names)
+    assert {"results.md", "ablations_fake.md", "results.csv", "tables.tex", "index.html"} <= set(
+        names
+    )
     assert "figures/recall_curves_cub.png" in names and "figures/training_curves_cub.png" in names
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     markdown = (tmp_path / "a" / "results.md").read_text()
     assert "newest run started 2025-01-02" in markdown
-    links = re.findall(r"\]\((\.\./[^)]+)\)", markdown)
+    links = re.findall(r"\]\((runs/[^)]+)\)", markdown)  # the run files copied into the report
     assert links and all((tmp_path / "a" / link).is_file() for link in links)
-    assert "../runs/fake/cnenet/cub/seed2/train.log" in links
+    assert "runs/cnenet/cub/seed2/train.log" in links
     assert str(tmp_path) not in markdown  # only relative links, no absolute paths
 
 
@@ -585,10 +583,10 @@ def test_degenerate_runs_are_marked_and_listed_and_map_health_is_shown(tmp_path:
     write_report(runs, tmp_path / "out", None, resamples=200)
     markdown = (tmp_path / "out" / "results.md").read_text()
     assert "1 degenerate run(s), marked ✗ in every table: `cnenet` on cub, seed 2: test" in markdown
-    row = table_rows(markdown, "`cnenet`")[0]
-    assert row[4].endswith("✗1/3")  # R@1 of the cell: mean ± std, then the mark
-    assert row[8] == "25.0 ± 25.0"  # dead maps %: 0, 25, 50
-    assert table_rows(markdown, "`baseline`")[0][4].count("✗") == 0
+    rows = named_rows(markdown, "**Recall@K (%) on cub")
+    assert rows["`cnenet`"]["R@1"].endswith("✗1/3")  # the cell's mean ± std, then the mark
+    assert rows["`cnenet`"]["Dead maps %"] == "25.0 ± 25.0"  # dead maps %: 0, 25, 50
+    assert rows["`baseline`"]["R@1"].count("✗") == 0
     frame = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
     dead = [r for r in frame if r["metric"] == "dead_map_fraction"]
     assert [(r["method"], float(r["mean"])) for r in dead] == [("cnenet", 25.0)]

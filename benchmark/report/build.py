@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.atomic import write_atomic
-from benchmark.report import fairness, sections
+from benchmark.report import fairness, methods_table, related, runfiles, sections
 from benchmark.report.collect import Expected, ResultsError, as_expected, load_results
 from benchmark.report.document import (
     Alert,
@@ -37,10 +37,21 @@ from benchmark.report.stats import (
 from benchmark.report.tables import Table, to_latex
 
 SOURCES_TEXT = (
-    "Every number comes from a run's results.json (runs/<suite>/<method>/<dataset>/seed<k>/); "
-    "each run's resolved config, log and command are linked under Provenance. Published numbers: "
-    "{reference}; our names map onto the paper's through benchmark/report/reference.py."
+    "Every number comes from a run's results.json, copied with the run's resolved config, "
+    "training history and log into this report's runs/<method>/<dataset>/seed<k>/ (linked under "
+    "Provenance, with each run's commit and config hash). Published numbers: {reference}; our "
+    "names map onto the paper's through benchmark/report/reference.py."
 )
+ABLATION_INTRO = (
+    "The paper's ablation rows run in this suite, in the paper's order. The paper reports CUB "
+    "only (Table 1: R@1 only)."
+)
+
+
+def error_blocks(grid: Grid) -> list[object]:
+    """Hook for the fine-grained error analysis (benchmark/report/errors.py): its Heading, Text
+    and TableBlock blocks go here, after Figures. None yet."""
+    return []
 
 
 def generated_line(grid: Grid) -> str:
@@ -79,7 +90,7 @@ def alerts(grid: Grid, differences: list[fairness.Difference], issues: list[str]
         out.append(
             Alert(
                 f"{len(missing)} of {len(grid.expected.cells())} expected runs have no results "
-                "file (shown as `not run`; see Provenance)."
+                "file (named under each table; listed under Provenance)."
             )
         )
     for issue in issues:
@@ -110,16 +121,22 @@ def alerts(grid: Grid, differences: list[fairness.Difference], issues: list[str]
         )
     if grid.reference.path is None:
         out.append(
-            Alert(
-                "No published numbers were given (--reference): every reported cell is —.", "info"
-            )
+            Alert("No published numbers were given (--reference): no paper columns.", "info")
         )
     return out
 
 
+def tuning_blocks(grid: Grid, root: Path) -> list[object]:
+    """The tuned knobs and budget per method, or one line when no method was tuned."""
+    if methods_table.any_tuned(grid):
+        return [TableBlock(methods_table.tuning_table(grid, root))]
+    return [Text("Tuning: no method was tuned (no run's `config.tuned.report` names a report).")]
+
+
 @dataclass
 class Parts:
-    """The report's pieces, assembled differently into results.md, ablation.md and index.html."""
+    """The report's pieces, assembled differently into results.md, ablations_<suite>.md and
+    index.html."""
 
     top: list[Alert]
     numbers: list[object]
@@ -128,7 +145,9 @@ class Parts:
     latex: list[Table]
 
 
-def build_parts(grid: Grid, resamples: int, seed: int, figures: list[FigureItem]) -> Parts:
+def build_parts(
+    grid: Grid, resamples: int, seed: int, figures: list[FigureItem], root: Path
+) -> Parts:
     differences = fairness.protocol_differences(grid)
     top = alerts(grid, differences, consistency_issues(grid))
     reference = f"`{grid.reference.path.name}`" if grid.reference.path else "none given"
@@ -147,13 +166,12 @@ def build_parts(grid: Grid, resamples: int, seed: int, figures: list[FigureItem]
         Heading("Cost"),
         *(TableBlock(t) for t in sections.cost_tables(grid)),
     ]
+    pointer = related.pointer_text(grid)
     ablation_blocks = [
         Heading("Ablations"),
-        Text(
-            "Rows in the paper's order; a row without results shows `not run`. The paper reports "
-            "CUB only (Table 1: R@1 only)."
-        ),
+        Text(ABLATION_INTRO if ablation else "No ablation row of the paper ran in this suite."),
         *(TableBlock(t) for t in ablation),
+        *([Text(pointer)] if pointer else []),
     ]
     differences_blocks = (
         [TableBlock(fairness.difference_table(differences))]
@@ -168,16 +186,20 @@ def build_parts(grid: Grid, resamples: int, seed: int, figures: list[FigureItem]
     rest = [
         Heading("Figures"),
         *(FigureBlock(f) for f in figures),
+        *error_blocks(grid),
         Heading("Methods"),
-        TableBlock(fairness.methods_table(grid)),
+        TableBlock(methods_table.methods_table(grid)),
         Heading("Fairness"),
         Text(
             "The resolved configs (results.json `config`) of all runs of a dataset are compared "
-            "key by key, leaving out the method's own keys (`method`) and per-run bookkeeping "
-            f"({', '.join(f'`{k}`' for k in fairness.NOT_SHARED[1:])}); the data manifest's hash "
+            "key by key, leaving out the method's own keys (`method`, and `tuned`: its knobs "
+            "chosen on the validation classes, listed below) and per-run bookkeeping "
+            f"({', '.join(f'`{k}`' for k in fairness.BOOKKEEPING)}); the data manifest's hash "
             "is compared too."
         ),
         *differences_blocks,
+        *tuning_blocks(grid, root),
+        TableBlock(fairness.parameter_groups_table(grid)),
         TableBlock(fairness.shared_protocol_table(grid)),
         Heading("Provenance"),
         TableBlock(fairness.provenance_table(grid)),
@@ -198,10 +220,12 @@ def write_report(
     bootstrap_seed: int = DEFAULT_BOOTSTRAP_SEED,
     data_root: Path | None = None,
 ) -> list[Path]:
-    """Write results.md, ablation.md, results.csv, tables.tex, index.html and figures/*.png.
+    """Write results.md, ablations_<suite>.md, results.csv, tables.tex, index.html,
+    figures/*.png and runs/<method>/<dataset>/seed<k>/ (each run's small files, linked).
 
     expected: the grid of methods x datasets x seeds that should exist; cells without a results
-    file are reported as missing. data_root: base of relative dataset roots (default: cwd).
+    file are reported as missing. data_root: base of relative dataset roots and tuning reports
+    (default: cwd).
     Returns the written paths.
     """
     out_dir = Path(out_dir)
@@ -210,17 +234,19 @@ def write_report(
     if results.empty and expected is None:
         raise ResultsError(f"{runs_dir}: no results.json found (and no expected grid given)")
     grid = Grid(results, expected, load_reference(reference_csv), out_dir)
-    figures = all_figures(grid, Path(data_root) if data_root else Path.cwd())
-    parts = build_parts(grid, resamples, bootstrap_seed, figures)
+    root = Path(data_root) if data_root else Path.cwd()
+    figures = all_figures(grid, root)
+    parts = build_parts(grid, resamples, bootstrap_seed, figures, root)
     suite = ", ".join(sorted(set(results["suite"]))) or Path(runs_dir).name
     meta = generated_line(grid)
+    ablation_name = related.ablation_file(suite)
 
     main = Document(f"fgor-bench results: suite {suite}")
     main.add(
         Text(meta),
         *parts.top,
         *parts.numbers,
-        Text("Ablations: see [ablation.md](ablation.md)."),
+        Text(f"Ablations: see [{ablation_name}]({ablation_name})."),
         *parts.rest,
     )
     ablation = Document(f"fgor-bench ablations: suite {suite}")
@@ -230,7 +256,7 @@ def write_report(
 
     texts = {
         "results.md": to_markdown_document(main),
-        "ablation.md": to_markdown_document(ablation),
+        ablation_name: to_markdown_document(ablation),
         "results.csv": sections.tidy_frame(grid).to_csv(index=False, float_format="%.6g"),
         "tables.tex": "% Generated by python -m benchmark.report; needs \\usepackage{booktabs}.\n"
         + "\n".join(to_latex(t) for t in parts.latex),
@@ -238,6 +264,8 @@ def write_report(
     }
     files = {Path("figures") / f.name: f.png for f in figures if f.png is not None}
     files.update({Path(name): text.encode("utf-8") for name, text in texts.items()})
+    files.update(runfiles.run_files(results))
+    runfiles.remove_stale(out_dir, set(files))
     figures_dir = out_dir / "figures"
     for stale in sorted(figures_dir.glob("*.png")) if figures_dir.is_dir() else []:
         if Path("figures") / stale.name not in files:  # generated by an earlier report

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from benchmark.report.grid import DASH, Grid
+from benchmark.report import runfiles
+from benchmark.report.grid import Grid
 from benchmark.report.tables import Column, Table
 
 # per-run bookkeeping, expected to differ between runs; `method` is method-specific by definition
-NOT_SHARED = ("method", "seed", "run_dir", "runs_root", "stage", "resume", "progress")
+METHOD_KEYS = ("method", "tuned")  # the method's own settings and its tuned knobs
+BOOKKEEPING = ("seed", "run_dir", "runs_root", "stage", "resume", "progress")
+NOT_SHARED = METHOD_KEYS + BOOKKEEPING
 MANIFEST_KEY = "data manifest sha256 (provenance)"
 
 
@@ -130,60 +132,33 @@ def shared_protocol_table(grid: Grid) -> Table:
     return table
 
 
-def _pairs(mapping: dict[str, Any]) -> str:
-    return (
-        "; ".join(
-            f"{key}: {json.dumps(value, default=str).strip(chr(34))}"
-            for key, value in mapping.items()
-        )
-        or DASH
-    )
-
-
 def _applied(group: dict[str, Any]) -> str:
     """`` (x10)``: the multiplier applied to a parameter group (absent in older results)."""
     return f" (x{group['lr_multiplier']:g})" if "lr_multiplier" in group else ""
 
 
-def methods_table(grid: Grid) -> Table:
-    """Each method's builder, own config keys, declared changes and parameter groups."""
+def parameter_groups_table(grid: Grid) -> Table:
+    """Each method's parameter groups: learning rate, multiplier, weight decay, size."""
     table = Table(
-        "methods",
-        "What each method changes (its own config keys, declared changes, parameter groups)",
-        [
-            Column("Method"),
-            Column("Builder", nowrap=True),
-            Column("Method config"),
-            Column("Declared changes"),
-            Column("Parameter groups"),
-        ],
+        "parameter-groups",
+        "Parameter groups and their learning rates",
+        [Column("Method"), Column("Parameter groups")],
     )
     for method in grid.methods:
         runs = grid.results[grid.results["method"] == method]
         if runs.empty:
             continue
-        first = runs.iloc[0]
-        own = {
-            k: v
-            for k, v in first["config"].get("method", {}).items()
-            if k not in ("name", "builder")
-        }
         groups = "; ".join(
             f"{g['name']}: lr {g['lr']:g}{_applied(g)}, wd {g.get('weight_decay', 0):g}, "
             f"{g['num_params'] / 1e6:.3g} M"
-            for g in first["param_groups"]
+            for g in runs.iloc[0]["param_groups"]
         )
-        table.add(
-            f"`{method}`",
-            f"`{first['builder']}`",
-            _pairs(own),
-            _pairs(first["declared"]),
-            groups or DASH,
-        )
+        table.add(f"`{method}`", groups or "none (not trained)")
     table.notes.append(
         "From each method's first run (parameter counts depend on the dataset's classes). "
         "x N: the learning-rate multiplier applied to the group, relative to the protocol's "
-        "base rate (new layers: the protocol's new_layer_lr_multiplier x the method's ratio)."
+        "base rate (new layers: the protocol's new_layer_lr_multiplier x the method's ratio, "
+        "times the method's tuned LR scale)."
     )
     return table
 
@@ -199,6 +174,7 @@ def provenance_table(grid: Grid) -> Table:
             Column("Files", latex=False, nowrap=True),
             Column("Command", latex=False),
             Column("Commit", nowrap=True),
+            Column("Config sha256", nowrap=True),
             Column("Device"),
             Column("Started", nowrap=True),
         ],
@@ -213,19 +189,13 @@ def provenance_table(grid: Grid) -> Table:
         ]
     )
     for row in runs.sort_values(["order", "seed"], kind="stable").itertuples(index=False):
-        run_dir = Path(row.run_dir)
         files = []
-        for label, name in (
-            ("config", "config.yaml"),
-            ("log", "train.log"),
-            ("eval log", "eval.log"),
-            ("results", "results.json"),
-        ):
-            path = run_dir / name
-            if path.is_file():
-                files.append(f"[{label}]({grid.link(path)})")
+        for label, name in runfiles.COPIED:
+            target = runfiles.link(row.method, row.dataset, row.seed, row.run_dir, name)
+            if target:
+                files.append(f"[{label}]({target})")
             elif name != "eval.log":  # only runs evaluated as a separate stage have one
-                files.append(f"{label} (missing)")
+                files.append(f"{label} (not copied)")
         commit = row.git_commit[:10] + (" (dirty)" if row.git_dirty else "")
         table.add(
             f"`{row.method}`",
@@ -234,9 +204,15 @@ def provenance_table(grid: Grid) -> Table:
             " · ".join(files),
             f"`{row.command}`",
             f"`{commit}`",
+            f"`{runfiles.config_hash(row.run_dir)}`",
             row.device,
             row.started[:19].replace("T", " "),
         )
+    table.notes.append(
+        "Files: copies of each run's small files under this report's runs/<method>/<dataset>/"
+        "seed<k>/ (checkpoints, embeddings and neighbour arrays stay in the run directory). "
+        "Config sha256: first 12 hex digits of the hash of the run's resolved config.yaml."
+    )
     return table
 
 

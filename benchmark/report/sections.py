@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
+from benchmark.report import runfiles
 from benchmark.report.collect import RECALL_KS
 from benchmark.report.fairness import protocol_differences, protocol_outliers
 from benchmark.report.grid import (
@@ -59,79 +59,102 @@ def measured_cell(grid: Grid, method: str, dataset: str, metric: str, best: dict
 
 def run_links(grid: Grid, method: str, dataset: str) -> str:
     runs = grid.runs(method, dataset)
-    return " ".join(
-        f"[s{seed}]({grid.link(Path(run_dir) / 'config.yaml')})"
-        for seed, run_dir in zip(runs["seed"], runs["run_dir"], strict=True)
-    )
+    links = []
+    for seed, run_dir in zip(runs["seed"], runs["run_dir"], strict=True):
+        target = runfiles.link(method, dataset, seed, run_dir, "results.json")
+        links.append(f"[s{seed}]({target})" if target else f"s{seed}")
+    return " ".join(links)
+
+
+def printed_ks(entries: list[Entry]) -> list[int]:
+    """The K whose Recall@K the paper prints for at least one entry (its columns are shown)."""
+    return [
+        k
+        for index, k in enumerate(RECALL_KS)
+        if any(e.paper is not None and not math.isnan(e.paper.recalls[index]) for e in entries)
+    ]
+
+
+def paper_cells(entry: Entry, ks: list[int], ours_arch: str, deltas: bool, summaries: list):
+    """The published row's name, its arch (``†`` when ours differs), R@K, and Δ = ours − paper."""
+    paper = entry.paper
+    if paper is None:
+        return ["", "", *[""] * len(ks), *([""] * len(ks) if deltas else [])], False
+    where = f", {paper.dataset}" if entry.context else ""
+    name = f"{entry.label or paper.method} ({paper.source.removeprefix('CNENet ')}{where})"
+    mismatch = ours_arch != paper.arch
+    values = [paper.recall(k) for k in ks]
+    cells = [name, f"{paper.arch}†" if mismatch else paper.arch]
+    cells += ["" if math.isnan(v) else number(v) for v in values]
+    if deltas:
+        ours = [summaries[RECALL_KS.index(k)] for k in ks]
+        cells += [
+            "" if math.isnan(v) else number(s.mean - v, sign=True)
+            for s, v in zip(ours, values, strict=True)
+        ]
+    return cells, mismatch
 
 
 def recall_table(grid: Grid, dataset: str, entries: list[Entry], key: str, caption: str) -> Table:
-    """Per method: the reproduced row (mean ± std over seeds, best per column in bold), the
-    reported row (the paper's number, — where it prints none) and Δ = ours − reported."""
-    columns = [Column("Method"), Column("Result"), Column("Arch"), Column("n", "r")]
+    """One row per method that ran: mean ± std over seeds (best per column in bold); the paper's
+    numbers as columns, only those it prints, and Δ = ours − paper beside them. Methods without
+    results are named in a note (and listed under Provenance), never as an empty row."""
+    ran = [e for e in entries if len(grid.runs(e.method, dataset))]
+    ks = printed_ks(ran)
+    deltas = bool(ks) and not any(e.context for e in ran)
+    maps = any(grid.summary(e.method, dataset, "dead_map_fraction").n for e in ran)
+    columns = [Column("Method"), Column("Arch"), Column("n", "r")]
     columns += [Column(METRIC_NAMES[m], "r") for m in RECALLS]
-    columns += [Column("Dead maps %", "r"), Column("Runs", latex=False)]
-    table = Table(key, caption, columns)
-    best = best_values(grid, dataset, [e.method for e in entries], RECALLS)
+    columns += [Column("Dead maps %", "r")] if maps else []
+    if ks:
+        columns += [Column("Paper row"), Column("Paper arch")]
+        columns += [Column(f"Paper R@{k}", "r") for k in ks]
+        columns += [Column(f"Δ R@{k}", "r") for k in ks] if deltas else []
+    columns += [Column("Runs", latex=False)]
+    table = Table(key, caption + (", with the published numbers" if ks else ""), columns)
+    best = best_values(grid, dataset, [e.method for e in ran], RECALLS)
     outliers = protocol_outliers(protocol_differences(grid))
     mismatched, flagged = False, False
-    for entry in entries:
+    for entry in ran:
         flag = " ⚠" if (entry.method, dataset) in outliers else ""
         flagged = flagged or bool(flag)
         summaries = [grid.summary(entry.method, dataset, m) for m in RECALLS]
-        ran = summaries[0].n > 0
-        ours_arch = architecture_code(grid.backbone(entry.method, dataset)) if ran else DASH
-        table.add(
-            f"`{entry.method}`{flag}",
-            "reproduced",
-            ours_arch,
-            grid.seed_count(entry.method, dataset),
-            *(measured_cell(grid, entry.method, dataset, m, best) for m in RECALLS),
-            dead_maps_cell(grid, entry.method, dataset),
-            run_links(grid, entry.method, dataset),
-            kind="reproduced" if ran else "reproduced missing",
-            group_start=True,
-        )
-        paper = entry.paper
-        if paper is None:
-            table.add(entry.label, "reported", DASH, "", *[DASH] * 4, "", "", kind="reported")
-            continue
-        arch = paper.arch
-        if ran and ours_arch != paper.arch:
-            arch, mismatched = f"{paper.arch}†", True
-        name = entry.label or paper.method
-        where = f" on {paper.dataset}" if entry.context else ""
-        table.add(
-            name,
-            f"reported{where} ({paper.source.removeprefix('CNENet ')})",
-            arch,
-            "",
-            *(number(v) for v in paper.recalls),
-            "",
-            "",
-            kind="reported",
-        )
-        if entry.context:
-            continue
-        deltas = [
-            number(s.mean - v, sign=True) if s.n else DASH
-            for s, v in zip(summaries, paper.recalls, strict=True)
-        ]
-        table.add("", "Δ ours − reported", "", "", *deltas, "", "", kind="delta")
+        ours_arch = architecture_code(grid.backbone(entry.method, dataset))
+        cells = [f"`{entry.method}`{flag}", ours_arch, grid.seed_count(entry.method, dataset)]
+        cells += [measured_cell(grid, entry.method, dataset, m, best) for m in RECALLS]
+        cells += [dead_maps_cell(grid, entry.method, dataset)] if maps else []
+        if ks:
+            published, mismatch = paper_cells(entry, ks, ours_arch, deltas, summaries)
+            cells += published
+            mismatched = mismatched or mismatch
+        table.add(*cells, run_links(grid, entry.method, dataset))
     table.notes.append(
-        "Reproduced: mean ± std over seeds (n seeds; n = a/b when b were expected); best "
-        "reproduced value per column in bold. Reported: the published number (— where the paper "
-        "prints none). `not run`: no results file. Dead maps %: share of (test image, CARE "
-        "map) pairs whose map is all zero, mean over seeds (methods with CARE maps only). "
+        "Mean ± std over seeds (n seeds; n = a/b when b were expected); best per column in bold. "
         f"{DEGENERATE}k/n: k of the n seeds are degenerate (embeddings collapsed, or test R@1 "
-        "within 1.5x chance); they are listed at the top of the report."
+        "within 1.5x chance); they are listed at the top of the report. Runs: each seed's "
+        "results.json (its config, history and log are under Provenance)."
     )
-    if any(entry.context for entry in entries):
+    if maps:
+        table.notes.append(
+            "Dead maps %: share of (test image, CARE map) pairs whose map is all zero, mean over "
+            "seeds (methods with CARE maps only)."
+        )
+    if ks:
+        table.notes.append(
+            "Paper: the published number, only where the paper prints one (columns for the K it "
+            "prints); Δ = ours − paper."
+        )
+    elif ran:
+        table.notes.append(f"The paper prints no number for these rows on {dataset}.")
+    if any(entry.context for entry in ran) and ks:
         table.notes.append(
             f"The paper has no {dataset} numbers: its CUB numbers (ResNet-50, 224 px, ImageNet "
             "weights) are shown for the ordering of the rows only; no Δ is computed across "
             "datasets."
         )
+    absent = [e.method for e in entries if e not in ran]
+    if absent:
+        table.notes.append(f"Not run: {', '.join(f'`{m}`' for m in absent)}.")
     if flagged:
         table.notes.append(
             "⚠ ran under a protocol that differs from the other runs (see Fairness)."
@@ -154,7 +177,7 @@ def comparison_tables(grid: Grid) -> list[Table]:
             m for m in grid.methods if grid.expected_seeds(m, dataset) or len(grid.runs(m, dataset))
         ]
         entries = [Entry(m, grid.reference.comparison(m, dataset)) for m in methods]
-        caption = f"Recall@K (%) on {dataset}: reproduced versus reported"
+        caption = f"Recall@K (%) on {dataset}"
         tables.append(recall_table(grid, dataset, entries, f"comparison-{dataset}", caption))
     return tables
 
@@ -181,6 +204,8 @@ def ablation_tables(grid: Grid) -> list[Table]:
                 Entry(m, grid.reference.find(table_id, label, source), label, context)
                 for m, label in rows
             ]
+            if not any(len(grid.runs(e.method, dataset)) for e in entries):
+                continue  # no row of this table ran in the suite
             caption = f"{title}, Recall@K (%) on {dataset}"
             tables.append(
                 recall_table(grid, dataset, entries, f"ablation-{name}-{dataset}", caption)
@@ -201,10 +226,14 @@ def secondary_tables(grid: Grid) -> list[Table]:
         table = Table(f"secondary-{dataset}", f"Secondary metrics (%) on {dataset}", columns)
         best = best_values(grid, dataset, methods, metrics)
         for method in methods:
-            kind = "" if len(grid.runs(method, dataset)) else "missing"
+            if not len(grid.runs(method, dataset)):
+                continue  # named in the note below
             cells = [measured_cell(grid, method, dataset, m, best) for m in metrics]
-            table.add(f"`{method}`", grid.seed_count(method, dataset), *cells, kind=kind)
+            table.add(f"`{method}`", grid.seed_count(method, dataset), *cells)
         table.notes.append("Mean ± std over seeds; best per column in bold.")
+        absent = [m for m in methods if not len(grid.runs(m, dataset))]
+        if absent:
+            table.notes.append(f"Not run: {', '.join(f'`{m}`' for m in absent)}.")
         tables.append(table)
     return tables
 
