@@ -54,14 +54,18 @@ class TestSet:
         return f"`{names[index]}`" if index < len(names) else f"`#{index}`"
 
 
-def read_test_set(manifest: Path, size: int) -> TestSet:
+def read_test_set(manifest: Path, labels: np.ndarray) -> TestSet:
+    """The manifest's test rows, in order; the runs' labels are the manifest labels made
+    contiguous (0..C-1 in sorted order). Placeholders when the manifest does not match."""
     if not manifest.is_file():
         return TestSet({}, [])
     frame = pd.read_csv(manifest, dtype={"path": str, "split": str, "class_name": str})
     test = frame[frame["split"] == "test"]
-    if len(test) != size:
+    classes = sorted(set(test["label"].astype(int)))
+    contiguous = [classes.index(label) for label in test["label"].astype(int)]
+    if contiguous != labels.tolist():
         return TestSet({}, [])
-    names = dict(zip(test["label"].astype(int), test["class_name"], strict=True))
+    names = dict(zip(contiguous, test["class_name"], strict=True))
     return TestSet(names, [Path(path).stem for path in test["path"]])
 
 
@@ -236,7 +240,7 @@ def dataset_section(grid: Grid, dataset: str, data_root: Path, rows: list) -> li
         return blocks
     first = next(iter(loaded.values()))[0]
     config = grid.runs(next(iter(loaded)), dataset).iloc[0]["config"]
-    test = read_test_set(manifest_path(config, data_root)[0], len(first.labels))
+    test = read_test_set(manifest_path(config, data_root)[0], first.labels)
     per = {method: errors.per_class(runs) for method, runs in loaded.items()}
     for method, frame in per.items():
         for label, queries, recall, map_r in frame[list(PER_CLASS)].itertuples(index=False):
