@@ -126,8 +126,9 @@ def confusion_table(key: str, loaded: dict[str, list], test: TestSet) -> Table:
 def worst_table(key: str, loaded: dict[str, list], test: TestSet) -> Table:
     table = Table(
         key,
-        "Worst queries (lowest share of same-class images in the top 8, mean over seeds) and "
-        "their top 8 at the first seed: ✓ same class, else the neighbour's class",
+        "Worst queries (lowest share of same-class images in the top 8, mean over seeds; the "
+        "worst of each class) and their top 8 at the first seed: ✓ same class, else the "
+        "neighbour's class",
         [Column("Method"), Column("Query"), Column("Class"), Column("P@8", "r"),
          Column("Top 8", latex=False)],
     )  # fmt: skip
@@ -135,10 +136,9 @@ def worst_table(key: str, loaded: dict[str, list], test: TestSet) -> Table:
         first = runs[0]
         for index, (query, precision) in enumerate(errors.worst_queries(runs, SHOWN)):
             label = first.labels[query]
-            shown = [
-                f"{test.image(n)} {'✓' if first.labels[n] == label else test.cls(first.labels[n])}"
-                for n in first.neighbors[query][:8]
-            ]
+            top = first.neighbors[query][:8]
+            marks = [f"({test.cls(c)})" if c != label else "✓" for c in first.labels[top]]
+            shown = [f"{test.image(n)} {mark}" for n, mark in zip(top, marks, strict=True)]
             table.add(
                 f"`{method}` (seed {first.seed})", test.image(query), test.cls(label),
                 number(100 * precision), "; ".join(shown), group_start=index == 0,
@@ -181,7 +181,8 @@ def fixes_blocks(
          Column(names[1], "r"), Column("Change", "r")],
     )  # fmt: skip
     drops = [row for row in rows if row[2] < row[1]][:SHOWN]
-    rises = [row for row in reversed(rows) if row[2] > row[1]][:SHOWN]
+    rises = sorted((row for row in rows if row[2] > row[1]), key=lambda r: (r[1] - r[2], r[0]))
+    rises = rises[:SHOWN]
     for index, ((query, neighbour), before, after) in enumerate(drops + rises):
         table.add(
             test.cls(query),

@@ -149,14 +149,17 @@ def fixed_broken(base: list[RunArrays], ours: list[RunArrays]) -> FixedBroken:
 
 
 def worst_queries(runs: list[RunArrays], count: int) -> list[tuple[int, float]]:
-    """(query index, precision among the stored top-K neighbours averaged over seeds), the
-    ``count`` lowest first; ties by index. All runs must share the test labels."""
+    """(query index, precision among the stored top-K neighbours averaged over seeds) of the
+    ``count`` worst queries, lowest first, ties by index; at most one query per class (the
+    class's worst), so one hopeless class does not fill the list. Runs share the test labels."""
     precision = np.mean(
         [(run.labels[run.neighbors] == run.labels[:, None]).mean(axis=1) for run in runs], axis=0
     )
     candidates = np.flatnonzero(runs[0].included)
-    order = candidates[np.lexsort((candidates, precision[candidates]))][:count]
-    return [(int(index), float(precision[index])) for index in order]
+    order = candidates[np.lexsort((candidates, precision[candidates]))]
+    _, first_of_class = np.unique(runs[0].labels[order], return_index=True)
+    chosen = order[np.sort(first_of_class)][:count]
+    return [(int(index), float(precision[index])) for index in chosen]
 
 
 def coarse_recall(runs: list[RunArrays], coarse: np.ndarray) -> float:
