@@ -24,7 +24,10 @@ from benchmark.param_groups import parameter_groups
 from benchmark.results import assemble, cost, write_results
 
 log = logging.getLogger("fgor")
-STALE = ("results.json", "neighbors.npy", "test_labels.npy", "test_embeddings.npy", CARE_MAPS)
+STALE = (
+    "results.json", "neighbors.npy", "test_labels.npy", "test_embeddings.npy", "map_at_r.npy",
+    CARE_MAPS,
+)  # fmt: skip
 
 
 @torch.no_grad()
@@ -53,10 +56,14 @@ def embed(run: Run, model: torch.nn.Module, health: MapHealth) -> tuple[torch.Te
     return gather_embeddings(torch.cat(chunks), total, run.world), run.test_set.labels
 
 
-def save_arrays(run: Run, embeddings: torch.Tensor, labels: torch.Tensor, neighbors) -> None:
-    """The report's inputs: top-8 neighbours, test labels, the first test embeddings."""
+def save_arrays(
+    run: Run, embeddings: torch.Tensor, labels: torch.Tensor, per_query: dict[str, np.ndarray]
+) -> None:
+    """The report's inputs: top-8 neighbours, per-query MAP@R, test labels, the first test
+    embeddings."""
     save = {
-        "neighbors.npy": neighbors.astype(np.int32),  # (N, 8) top-8, self excluded
+        "neighbors.npy": per_query["neighbors"].astype(np.int32),  # (N, 8) top-8, self excluded
+        "map_at_r.npy": per_query["map@r"].astype(np.float32),  # (N,) NaN where R = 0
         "test_labels.npy": labels.numpy(),
         # the first test images (whole classes in manifest order) for the report's 2-D map
         "test_embeddings.npy": embeddings[: run.settings.save_embeddings].numpy(),
@@ -78,7 +85,7 @@ def evaluate_run(run: Run, wall_start: float) -> dict[str, Any] | None:
         return None
     metrics, per_query = retrieval_metrics(embeddings, labels, return_per_query=True)
     eval_seconds = time.perf_counter() - eval_start
-    save_arrays(run, embeddings, labels, per_query["neighbors"])
+    save_arrays(run, embeddings, labels, per_query)
     optimizer = run.protocol.optimizer
     _, groups = parameter_groups(
         run.method,

@@ -52,6 +52,8 @@ def test_end_to_end_run_writes_everything(tiny_config) -> None:
     )
     hits = (labels[neighbors[:, 0]] == labels).mean() * 100
     assert hits == pytest.approx(on_disk["metrics"]["recall@1"])
+    map_at_r = np.load(run / "map_at_r.npy")  # per query, for the report's per-class MAP@R
+    assert np.nanmean(map_at_r) * 100 == pytest.approx(on_disk["metrics"]["map@r"], rel=1e-5)
 
 
 def test_same_seed_same_metrics_and_different_seed_differs(tiny_config) -> None:
