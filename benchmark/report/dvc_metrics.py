@@ -3,8 +3,8 @@
 
 ``{method: {dataset: {"recall@1": mean, ..., "map@r": mean, "n": seeds}}}``: the mean over
 seeds, in percent, of every cell with at least one finished run (others are left out).
-``dvc exp show`` names the columns ``baseline.cub.recall@1``; ``--keep 'recall@1$'`` shows one
-metric per experiment.
+``dvc exp show`` names the columns ``baseline.cub.recall@1``;
+``dvc exp show --drop '.*' --keep 'Experiment|.*recall@1$'`` shows R@1 alone per experiment.
 """
 
 from __future__ import annotations
