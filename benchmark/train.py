@@ -50,6 +50,8 @@ from benchmark.provenance import command_line, provenance
 from benchmark.results import training_record
 from benchmark.run_lock import run_lock
 from benchmark.sampler import ClassBalancedBatchSampler, ShuffledBatchSampler
+from benchmark.tracking import EpochLogger
+from benchmark.validation import validation_images, validation_metrics
 
 log = logging.getLogger("fgor")
 
@@ -192,6 +194,8 @@ def fit(run: Run, wall_start: float) -> float:
     accounted = wall_start
     objective, loader = make_objective(run), make_train_loader(run)
     last_epoch = run.method.epochs(run.protocol.epochs)  # 0: evaluated as built (untrained)
+    held_out = validation_images(run) if run.world.main else None  # None: val is trained on
+    tracker = EpochLogger(run.directory, progress["history"]) if run.world.main else None
     if last_epoch == 0 and run.world.main:  # the untrained reference: its weights as built
         progress["training"] = training_record(progress["training"], run.device)
         save_checkpoint(run, optimizer, scaler, {**progress, "epoch": 0})
@@ -200,6 +204,8 @@ def fit(run: Run, wall_start: float) -> float:
     for epoch in range(state["epoch"], last_epoch):
         row = train_one_epoch(run, epoch, objective, loader, optimizer, scaler)
         row |= probe_statistics(run.method, run.probe.to(run.device).float() / 255)  # health
+        if held_out is not None:
+            row |= validation_metrics(run, held_out)
         progress["history"].append(row)
         progress["train_seconds"] += row["seconds"]
         log.info("epoch %d: %s", epoch + 1, {k: round(v, 5) for k, v in row.items()})
@@ -213,7 +219,10 @@ def fit(run: Run, wall_start: float) -> float:
             if epoch == state["epoch"]:  # the old results described the checkpoint just replaced
                 replace_run_outputs(run)
             write_history(run, progress["history"])
+            tracker.log(row)
         barrier(run.world)  # the checkpoint exists before any rank goes on
+    if tracker is not None:
+        tracker.close()
     return accounted
 
 

@@ -53,6 +53,12 @@ def test_dvc_pipeline_in_a_clone(tmp_path: Path) -> None:
     assert 0 <= results["metrics"]["recall@1"] <= 100
     table = (clone / "reports/tiny/results.md").read_text()
     assert "baseline" in table
+    # DVC-native tracking: the report's metrics per experiment, each run's DVCLive history
+    shown = run(["dvc", "exp", "show", "--md", "--no-pager"], clone)
+    assert "baseline.synthetic_tiny.recall@1" in shown, shown
+    assert "baseline.synthetic_tiny.recall@1" in run(["dvc", "metrics", "show"], clone)
+    plots = run(["dvc", "plots", "show", "--json"], clone)
+    assert "dvclive/plots/metrics/total.tsv" in plots and '"errors"' not in plots, plots[-2000:]
 
     second = run(["dvc", "repro"], clone)
     assert "Data and pipelines are up to date" in second, second

@@ -117,6 +117,9 @@ def test_killed_run_resumes_to_the_same_metrics(
     resumed = train(cfg)
     assert resumed["metrics"] == reference["metrics"]
     assert len((run / "history.csv").read_text().splitlines()) == epochs + 1
+    # DVCLive's history is rebuilt from the checkpoint's on resume: every epoch once
+    total = (run / "dvclive" / "plots" / "metrics" / "total.tsv").read_text().splitlines()
+    assert [line.split("\t")[0] for line in total[1:]] == [str(e) for e in range(1, epochs + 1)]
 
 
 def test_resume_refuses_a_checkpoint_of_another_config(tiny_config) -> None:

@@ -192,7 +192,7 @@ def training_curves(grid: Grid, dataset: str) -> FigureItem:
                 terms = [
                     c
                     for c in history.columns
-                    if c not in NOT_LOSS_COLUMNS and not c.startswith(("stat_", "probe_"))
+                    if c not in NOT_LOSS_COLUMNS and not c.startswith(("stat_", "probe_", "val_"))
                 ]
                 long = history.melt(
                     id_vars="epoch", value_vars=terms, var_name="term", value_name="loss"

@@ -23,6 +23,8 @@ COPIED = (
 )
 MAX_BYTES = 256 * 1024
 FOLDER = "runs"
+CURVES = "curves"  # <report>/curves/<method>/<dataset>/seed<k>/<column>.tsv: dvc.yaml's plots
+DVCLIVE_CURVES = Path("dvclive") / "plots" / "metrics"  # where a run's DVCLive writes them
 
 
 def report_path(method: str, dataset: str, seed: int, name: str) -> Path:
@@ -42,6 +44,11 @@ def run_files(results: pd.DataFrame) -> dict[Path, bytes]:
             source = Path(row.run_dir) / name
             if copyable(source):
                 files[report_path(row.method, row.dataset, row.seed, name)] = source.read_bytes()
+        curves = Path(row.run_dir) / DVCLIVE_CURVES
+        for source in sorted(curves.glob("*.tsv")) if curves.is_dir() else []:
+            if copyable(source):
+                target = Path(CURVES) / row.method / row.dataset / f"seed{row.seed}" / source.name
+                files[target] = source.read_bytes()
     return files
 
 
@@ -54,17 +61,19 @@ def config_hash(run_dir: Path) -> str:
 
 
 def remove_stale(out_dir: Path, keep: set[Path]) -> None:
-    """Delete copied run files of an earlier report that this one does not write."""
-    folder = Path(out_dir) / FOLDER
-    if not folder.is_dir():
-        return
+    """Delete copied run files and curves of an earlier report that this one does not write."""
     names = {name for _, name in COPIED}
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.name in names and path.relative_to(out_dir) not in keep:
-            path.unlink()
-    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        if path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
+    folders = [(Path(out_dir) / FOLDER, names.__contains__),
+               (Path(out_dir) / CURVES, lambda name: name.endswith(".tsv"))]  # fmt: skip
+    for folder, wanted in folders:
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and wanted(path.name) and path.relative_to(out_dir) not in keep:
+                path.unlink()
+        for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
 
 
 def link(method: str, dataset: str, seed: int, run_dir: Path, name: str) -> str | None:
