@@ -9,6 +9,7 @@ import json
 import statistics
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -38,9 +39,29 @@ def read_tsv(path: Path) -> list[dict[str, str]]:
 def test_dvc_yaml_declares_the_metrics_and_the_plots() -> None:
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert {"${suite.report_dir}/metrics.json": {"cache": False}} in stages["report"]["metrics"]
-    run_dir = "runs/${suite.name}/${item.method}/${item.dataset}/seed${item.seed}"
-    plots = {k: v for entry in stages["train"]["plots"] for k, v in entry.items()}
-    assert plots == {f"{run_dir}/{DVCLIVE_DIR}/plots/metrics": {"x": "step"}}
+    plots = yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]
+    assert {"${suite.report_dir}/curves": {"x": "step"}} in plots
+    outs = [next(iter(o)) if isinstance(o, dict) else o for o in stages["report"]["outs"]]
+    assert "${suite.report_dir}/curves" in outs  # the report gathers them from the runs
+
+
+def test_the_report_gathers_every_runs_curves(tmp_path: Path) -> None:
+    from benchmark.report import runfiles
+
+    run_dir = tmp_path / "runs" / "x" / "baseline" / "cub" / "seed2"
+    curves = run_dir / DVCLIVE_DIR / "plots" / "metrics"
+    curves.mkdir(parents=True)
+    (curves / "total.tsv").write_text("step\ttotal\n0\t1.5\n")
+    results = pd.DataFrame([{"method": "baseline", "dataset": "cub", "seed": 2,
+                             "run_dir": str(run_dir)}])  # fmt: skip
+    files = runfiles.run_files(results)
+    target = Path("curves/baseline/cub/seed2/total.tsv")
+    assert files[target] == b"step\ttotal\n0\t1.5\n"
+    stale = tmp_path / "out" / "curves" / "old" / "cub" / "seed1" / "total.tsv"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("old")
+    runfiles.remove_stale(tmp_path / "out", {target})
+    assert not stale.exists() and not (tmp_path / "out" / "curves" / "old").exists()
 
 
 def test_metrics_json_holds_the_seed_means_of_every_finished_cell(tmp_path: Path) -> None:
