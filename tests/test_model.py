@@ -36,8 +36,8 @@ def split_paths(dataset_root: Path, split: str = "test") -> list[Path]:
 
 
 def assert_model_file_reproduces_evaluation(run_dir: Path, dataset_root: Path) -> None:
-    """load_model(run_dir).embed on the test images == the run's test_embeddings.npy (1e-5),
-    from a copy of model.safetensors alone."""
+    """load_model(run_dir).embed on the test images == the run's test_embeddings.npy, from a
+    copy of model.safetensors alone."""
     expected = np.load(run_dir / "test_embeddings.npy")
     alone = run_dir.parent / f"{run_dir.name}_model_only" / MODEL_FILE
     alone.parent.mkdir(exist_ok=True)
@@ -45,7 +45,11 @@ def assert_model_file_reproduces_evaluation(run_dir: Path, dataset_root: Path) -
     model = load_model(alone, device="cpu")
     got = model.embed(split_paths(dataset_root)[: len(expected)], batch_size=7).numpy()
     assert got.shape == expected.shape == (len(expected), model.embedding_dim)
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    # other batches, other float rounding: unnormalised descriptors reach |x| ~ 100 (float32
+    # steps of 1e-5); compare to 1e-6 of each row's norm, and the normalised ones to 1e-5
+    norms = np.linalg.norm(expected, axis=1, keepdims=True)
+    assert (np.abs(got - expected) <= 1e-6 * norms).all()
+    np.testing.assert_allclose(got / norms, expected / norms, rtol=0, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +204,7 @@ def test_readme_embed_example_runs(
         query, found = line.split(" -> ")
         assert query == path.name and len(eval(found)) == 3 and path.name not in found
     expected = np.load(baseline_run / "test_embeddings.npy")[: len(images)]
-    np.testing.assert_allclose(namespace["descriptors"].numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(namespace["descriptors"].numpy(), expected, rtol=1e-5, atol=1e-4)
     assert lines[-1].startswith("baseline {")
 
 
