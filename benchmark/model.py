@@ -55,7 +55,8 @@ class TrainedModel:
         A path is decoded by benchmark/data/images.py (``crop_bottom`` rows cut, e.g. the
         metadata's ``image.dataset_crop_bottom`` for that dataset's own files). A tensor or array
         is one image of any size, (3, H, W) or (H, W, 3), uint8 or float in [0, 1] (rounded to
-        8 bits, as evaluation decodes 8-bit files).
+        8 bits, as evaluation decodes 8-bit files). A model evaluated on object crops
+        (``image.crop_to_bbox``) expects crops: cut them before.
         """
         image_settings = self.metadata["image"]
         pixels = resize_rgb(as_rgb(image, crop_bottom), image_settings["resize"])
