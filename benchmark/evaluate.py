@@ -1,6 +1,7 @@
 """Evaluate a finished run: embed the test split with the last epoch's weights, compute the
-retrieval metrics (benchmark/metrics.py), write results.json and the report's arrays, and the
-CARE maps of methods that have them (care_maps.png). No optimiser is built.
+retrieval metrics (benchmark/metrics.py), write results.json, the report's arrays, the
+weights-only model file (model.safetensors, benchmark/model_file.py) and the CARE maps of
+methods that have them (care_maps.png). No optimiser is built.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from benchmark.checkpoint import load_weights
 from benchmark.distributed import gather_embeddings, shard_range
 from benchmark.health import MapHealth, care_maps_of, health_block
 from benchmark.metrics import retrieval_metrics
+from benchmark.model_file import MODEL_FILE, write_model_file
 from benchmark.param_groups import parameter_groups
 from benchmark.results import assemble, cost, write_results
 
 log = logging.getLogger("fgor")
 STALE = (
     "results.json", "neighbors.npy", "test_labels.npy", "test_embeddings.npy", "map_at_r.npy",
-    CARE_MAPS,
+    MODEL_FILE, CARE_MAPS,
 )  # fmt: skip
 
 
@@ -86,6 +88,7 @@ def evaluate_run(run: Run, wall_start: float) -> dict[str, Any] | None:
     metrics, per_query = retrieval_metrics(embeddings, labels, return_per_query=True)
     eval_seconds = time.perf_counter() - eval_start
     save_arrays(run, embeddings, labels, per_query)
+    write_model_file(run, int(embeddings.shape[1]))  # weights + metadata: benchmark/model.py
     optimizer = run.protocol.optimizer
     _, groups = parameter_groups(
         run.method,

@@ -18,13 +18,10 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from benchmark.atomic import write_atomic
-from benchmark.checkpoint_weights import load_model_state
+from benchmark.checkpoint_weights import load_model_state, read_weights_metadata, save_weights_file
 from benchmark.config_hints import exit_on_config_typo
 from benchmark.data.manifest import file_sha256
 from benchmark.provenance import command_line, git_state, set_command
@@ -36,11 +33,7 @@ METADATA_KEY = "fgor_bench"
 
 def read_metadata(path: Path) -> dict[str, str]:
     """The provenance a pretrained backbone file carries (see :func:`pretrain`)."""
-    with safe_open(str(path), "pt") as handle:
-        header = handle.metadata() or {}
-    if METADATA_KEY not in header:
-        raise ValueError(f"{path}: not a pretrained backbone written by benchmark/pretrain.py")
-    return json.loads(header[METADATA_KEY])
+    return read_weights_metadata(path, METADATA_KEY, "benchmark/pretrain.py")
 
 
 def export_backbone(checkpoint: Path, output: Path, metadata: dict[str, str]) -> int:
@@ -53,9 +46,7 @@ def export_backbone(checkpoint: Path, output: Path, metadata: dict[str, str]) ->
     }
     if not tensors:
         raise ValueError(f"{checkpoint}: no backbone tensors ({BACKBONE_PREFIX}*) in the model")
-    # one metadata key: safetensors writes several keys in no fixed order (different bytes)
-    header = {METADATA_KEY: json.dumps(metadata, sort_keys=True)}
-    write_atomic(output, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+    save_weights_file(output, tensors, metadata, METADATA_KEY)
     return len(tensors)
 
 

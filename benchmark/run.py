@@ -33,6 +33,11 @@ def main(cfg: DictConfig) -> None:
     train(cfg)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script (pyproject.toml [project.scripts])."""
     exit_on_config_typo(sys.argv[1:], "config")  # "did you mean" before Hydra's own error
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from benchmark.train import train
+from tests.test_model import assert_model_file_reproduces_evaluation
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = REPO / "tests" / "golden" / "tiny_suite.json"
@@ -65,6 +66,8 @@ def test_tiny_suite_method_matches_golden(tiny_config, method: str) -> None:
         GOLDEN.write_text(json.dumps(golden, indent=2, sort_keys=True) + "\n")
         return
     assert_matches_golden(got, method)
+    # every method config: model.safetensors alone rebuilds the model that was evaluated
+    assert_model_file_reproduces_evaluation(Path(cfg.run_dir), Path(cfg.dataset.root))
 
 
 @pytest.mark.parametrize("method", ["baseline", "cnenet"])

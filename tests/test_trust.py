@@ -28,7 +28,14 @@ from benchmark.train import train
 
 REPO = Path(__file__).resolve().parent.parent
 SUITE = "trust"
-KEPT = ("results.json", "neighbors.npy", "test_labels.npy", "test_embeddings.npy", "config.yaml")
+KEPT = (
+    "results.json",
+    "neighbors.npy",
+    "test_labels.npy",
+    "test_embeddings.npy",
+    "model.safetensors",
+    "config.yaml",
+)
 pytestmark = pytest.mark.slow
 
 
