@@ -11,16 +11,20 @@ are the ones the stage writes:
 - the pretrained backbone ``protocol.backbone.weights_file``, when it is the pretrain stage's
   output: ``python benchmark/pretrain.py protocol=<protocol> dataset=<source>`` (the pretrain
   stage), which prepares its own source dataset the same way.
+
+Runs started together (a sweep's jobs) build each input once: the others wait for it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -47,6 +51,17 @@ def missing_reason(root: Path, resize: int | None) -> str | None:
 def dataset_overrides(overrides: Sequence[str]) -> list[str]:
     """The command-line overrides of ``dataset.*`` keys (passed on to the prepare stage)."""
     return [o for o in overrides if o.lstrip("+~").startswith("dataset.")]
+
+
+@contextmanager
+def building(target: Path) -> Iterator[None]:
+    """Held while ``target`` is built on demand: a second run that needs it (a sweep's other
+    job) waits here, then finds it built."""
+    lock = target.parent / f".{target.name}.on-demand.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def run_stage(script: str, arguments: list[str], why: str) -> None:
@@ -79,7 +94,10 @@ def ensure_dataset(
             f"generated here: put them in data/raw (README, 'Real datasets'; or `dvc pull`), "
             f"then run `{shown}`"
         )
-    run_stage("prepare.py", arguments, f"dataset {dataset.name!r} is not prepared ({why})")
+    with building(Path(dataset.root)):
+        why = missing_reason(Path(dataset.root), resize)  # another run may have built it
+        if why is not None:
+            run_stage("prepare.py", arguments, f"dataset {dataset.name!r} is not prepared ({why})")
 
 
 def pretrain_plan(protocol_name: str) -> tuple[Path, str]:
@@ -114,7 +132,9 @@ def ensure_pretrained(
         )
     arguments = [f"protocol={protocol_choice}", f"dataset={source or default_source}", *extra]
     why = f"the pretrained backbone {weights_file} (protocol.backbone.weights_file) is missing"
-    run_stage("pretrain.py", arguments, why)
+    with building(output):
+        if not output.is_file():
+            run_stage("pretrain.py", arguments, why)
 
 
 def ensure_run_inputs(
