@@ -2,7 +2,8 @@
 
 ``protocol.optimiser.lr=1`` fails inside Hydra with "Key 'optimiser' is not in struct";
 ``+protocol.optimiser.lr=1`` composes and then fails the schema check (benchmark.config). Both
-now say which key is unknown, suggest the closest valid one and list the valid keys.
+now say which key is unknown, suggest the closest valid one and list the valid keys; so does an
+unknown config group option (``method=cnent``: "did you mean 'cnenet'?").
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
-from benchmark.config import compose_config
-from benchmark.suggest import unknown_key_message
+from benchmark.config import CONFIG_DIR, compose_config
+from benchmark.suggest import did_you_mean, unknown_key_message
 
 OVERRIDE = re.compile(r"Could not override '([^']+)'")
 
@@ -29,12 +30,40 @@ def _failing_key(error: ConfigCompositionException) -> tuple[str, str] | None:
     return match.group(1), str(full_key)
 
 
-def override_hint(overrides: list[str], config_name: str = "config") -> str | None:
-    """The message for the first override naming a key the composed config lacks, else None.
+def group_options(group: str) -> list[str] | None:
+    """The options of config group ``group`` (``configs/<group>/*.yaml``), None if no group."""
+    folder = CONFIG_DIR / group
+    if group.startswith("hydra") or not folder.is_dir():
+        return None
+    return sorted(path.stem for path in folder.glob("*.yaml"))
 
-    Composes the config as Hydra will; any other composition problem (a sweep, a bad group)
+
+def group_hint(overrides: list[str]) -> str | None:
+    """The message for the first ``<group>=<option>`` naming no option of a config group
+    (``method=cnent``, ``dataset=``, ``protocol=``, ``suite=``, ``+tune=``), else None."""
+    for override in overrides:
+        key, equals, value = override.partition("=")
+        options = group_options(key.lstrip("+~"))
+        if not equals or options is None or value in options or key.startswith("~"):
+            continue
+        group = key.lstrip("+")
+        return (
+            f"unknown {group} {value!r}{did_you_mean(value, options)}; "
+            f"valid {group} names (configs/{group}/): {', '.join(options)}"
+        )
+    return None
+
+
+def override_hint(overrides: list[str], config_name: str = "config") -> str | None:
+    """The message for the first override naming a key the composed config lacks, or an option
+    no config group has, else None.
+
+    Composes the config as Hydra will; any other composition problem (a sweep, an interpolation)
     returns None and is left to Hydra's own message.
     """
+    named = group_hint(overrides)
+    if named is not None:
+        return named
     try:
         compose_config(overrides, config_name=config_name)
         return None

@@ -4,7 +4,8 @@ Writes ``<dataset.root>/`` holding ``manifest.csv`` (class-disjoint retrieval sp
 validation slice of the training classes, counts asserted), ``source/`` (the generated or
 extracted images) and ``cache_<resize>.npy`` (decoded, resized uint8 images). Everything is built
 in a temporary sibling folder that replaces ``root`` in one rename at the end, so a failure
-leaves no half-written manifest or cache behind.
+leaves no half-written manifest or cache behind. The caches of other resizes already in ``root``
+are kept when the manifest is unchanged (``cache_resizes=[40]`` after ``[64]`` leaves both).
 """
 
 from __future__ import annotations
@@ -65,6 +66,27 @@ def fill_source(dataset: DictConfig, raw_dir: Path, source: Path, workers: int) 
     extract_archives(dataset, raw_dir, source, get_reader(dataset.reader).missing_help)
 
 
+def keep_other_caches(old: Path, new: Path) -> list[Path]:
+    """Move the caches of ``old`` that ``new`` lacks into ``new`` when both manifests are the
+    same bytes (the caches then hold the same images); returns the caches kept.
+
+    So ``cache_resizes=[40]`` after ``[64]`` keeps ``cache_64.npy``; a changed manifest drops
+    the old caches, which would no longer match it.
+    """
+    old_manifest = old / "manifest.csv"
+    if not old_manifest.is_file():
+        return []
+    if old_manifest.read_bytes() != (new / "manifest.csv").read_bytes():
+        print(f"{old}: the manifest changed; its other image caches are dropped")
+        return []
+    kept = []
+    for cache in sorted(old.glob("cache_*.npy")):
+        if not (new / cache.name).exists():
+            cache.rename(new / cache.name)
+            kept.append(new / cache.name)
+    return kept
+
+
 def prepare(dataset: DictConfig, *, raw_dir: Path, cache_resizes: list[int], workers: int) -> Path:
     """Build the prepared folder of one dataset; returns its manifest path."""
     dataset = validate_section(dataset, DatasetConfig, "dataset")
@@ -90,6 +112,7 @@ def prepare(dataset: DictConfig, *, raw_dir: Path, cache_resizes: list[int], wor
             )
         write_manifest(frame, staging / "manifest.csv")
         if root.exists():
+            keep_other_caches(root, staging)
             shutil.rmtree(root)
         staging.rename(root)
     except BaseException as error:

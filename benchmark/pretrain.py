@@ -24,16 +24,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 from benchmark.checkpoint_weights import load_model_state, read_weights_metadata, save_weights_file
 from benchmark.config_hints import exit_on_config_typo
 from benchmark.data.manifest import file_sha256
+from benchmark.on_demand import dataset_overrides, ensure_dataset
 from benchmark.provenance import command_line, git_state, set_command
 from benchmark.train import train
 
 BACKBONE_PREFIX = "backbone.body."
 METADATA_KEY = "fgor_bench"
+TIMING_COLUMNS = ("images_per_second", "seconds")
 
 
 def read_metadata(path: Path) -> dict[str, str]:
     """The provenance a pretrained backbone file carries (see :func:`pretrain`)."""
     return read_weights_metadata(path, METADATA_KEY, "benchmark/pretrain.py")
+
+
+def last_epoch_summary(history: list[str]) -> dict[str, str]:
+    """The last row of history.csv and its columns, timing (seconds, images/s) left out, so the
+    file is the same bytes for the same code, config and machine."""
+    if len(history) < 2:
+        return {"last_epoch": "", "history_columns": history[0] if history else ""}
+    columns, values = history[0].split(","), history[-1].split(",")
+    keep = [i for i, column in enumerate(columns) if column not in TIMING_COLUMNS]
+    return {
+        "last_epoch": ",".join(values[i] for i in keep),
+        "history_columns": ",".join(columns[i] for i in keep),
+    }
 
 
 def export_backbone(checkpoint: Path, output: Path, metadata: dict[str, str]) -> int:
@@ -67,8 +82,7 @@ def pretrain(cfg: DictConfig) -> Path:
         "source_dataset": str(cfg.dataset.name),
         "source_manifest_sha256": file_sha256(Path(cfg.dataset.root) / "manifest.csv"),
         "epochs": str(cfg.protocol.epochs),
-        "last_epoch": history[-1] if len(history) > 1 else "",
-        "history_columns": history[0] if history else "",
+        **last_epoch_summary(history),
         "command": command_line(),
         "git_commit": commit,
         "config": json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True),
@@ -81,7 +95,11 @@ def pretrain(cfg: DictConfig) -> Path:
 
 @hydra.main(config_path="../configs", config_name="pretrain", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    set_command(["python", "benchmark/pretrain.py", *HydraConfig.get().overrides.task])
+    hydra_cfg = HydraConfig.get()
+    set_command(["python", "benchmark/pretrain.py", *hydra_cfg.overrides.task])
+    resize = cfg.protocol.image.resize if cfg.protocol.data.use_cache else None
+    overrides = dataset_overrides(hydra_cfg.overrides.task)
+    ensure_dataset(cfg.dataset, hydra_cfg.runtime.choices["dataset"], resize, overrides)
     pretrain(cfg)
 
 

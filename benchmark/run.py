@@ -1,8 +1,9 @@
 """Train and evaluate one cell: ``python benchmark/run.py method=cnenet dataset=cub seed=1``.
 
 A thin Hydra wrapper: composition and command-line overrides here, everything else in
-benchmark.train.train(cfg). Learning-rate sweeps have their own entry point,
-benchmark/run_tune.py.
+benchmark.train.train(cfg). A missing prepared dataset, image cache or pretrained backbone is
+built first by its pipeline stage's own command (benchmark/on_demand.py). Learning-rate sweeps
+have their own entry point, benchmark/run_tune.py.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 
 from benchmark.config import ConfigError
 from benchmark.config_hints import exit_on_config_typo
+from benchmark.on_demand import ensure_run_inputs
 from benchmark.provenance import set_command
 from benchmark.train import train
 
@@ -29,7 +31,9 @@ def main(cfg: DictConfig) -> None:
             "a tuning sweep (+tune=...) runs through its own entry point: "
             "python benchmark/run_tune.py -m +tune=<name>"
         )
-    set_command(["python", "benchmark/run.py", *HydraConfig.get().overrides.task])
+    hydra_cfg = HydraConfig.get()
+    set_command(["python", "benchmark/run.py", *hydra_cfg.overrides.task])
+    ensure_run_inputs(cfg, hydra_cfg.runtime.choices, hydra_cfg.overrides.task)  # fresh clone
     train(cfg)
 
 

@@ -46,3 +46,17 @@ def test_a_failed_rerun_keeps_the_previous_good_output(tmp_path: Path) -> None:
                 workers=1)  # fmt: skip
     assert good.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
+def test_preparing_a_cache_keeps_the_other_caches(tmp_path: Path) -> None:
+    root = tmp_path / "d"
+    prepare(tiny_dataset(root), raw_dir=tmp_path, cache_resizes=[48], workers=1)
+    first = (root / "cache_48.npy").read_bytes()
+    prepare(tiny_dataset(root), raw_dir=tmp_path, cache_resizes=[40], workers=2)
+    assert sorted(p.name for p in root.glob("cache_*.npy")) == ["cache_40.npy", "cache_48.npy"]
+    assert (root / "cache_48.npy").read_bytes() == first
+    # a changed dataset (other images) drops the caches that no longer match its manifest
+    changed = tiny_dataset(root)
+    changed.generator.seed = 5
+    prepare(changed, raw_dir=tmp_path, cache_resizes=[40], workers=1)
+    assert sorted(p.name for p in root.glob("cache_*.npy")) == ["cache_40.npy"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from benchmark.atomic import atomic_path
 from benchmark.data.images import load_rgb
@@ -77,17 +78,22 @@ def _fill(
     def decode(index: int) -> None:
         cache[index] = resize_rgb(load_rgb(paths[index], crop_bottom=crop_bottom), resize)
 
-    if workers == 1:
-        for index in range(len(paths)):
-            decode(index)
-        return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(decode, index) for index in range(len(paths))]
-        wait(futures, return_when=FIRST_EXCEPTION)
-        pool.shutdown(wait=True, cancel_futures=True)  # after a failure: stop the rest
-        for future in futures:
-            if not future.cancelled():
-                future.result()  # re-raise the first failure in path order
+    bar = tqdm(total=len(paths), desc=f"caching images at {resize} px", unit="img")
+    with bar:
+        if workers == 1:
+            for index in range(len(paths)):
+                decode(index)
+                bar.update()
+            return
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(decode, index) for index in range(len(paths))]
+            for future in futures:
+                future.add_done_callback(lambda _: bar.update())
+            wait(futures, return_when=FIRST_EXCEPTION)
+            pool.shutdown(wait=True, cancel_futures=True)  # after a failure: stop the rest
+    for future in futures:
+        if not future.cancelled():
+            future.result()  # re-raise the first failure in path order
 
 
 def open_cache(path: Path, expected_len: int, resize: int) -> np.ndarray:

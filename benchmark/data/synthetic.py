@@ -31,6 +31,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
+from tqdm import tqdm
 
 ROOT = "CUB_200_2011"
 CLASS_STREAM = 0x5EED
@@ -484,11 +486,14 @@ def _write(root: Path, settings: Settings, marks: list[tuple[Mark, ...]], worker
         image.save(root / "images" / relative[job], format="PNG", compress_level=6)
         return box
 
+    def shown(results: Iterable[Box]) -> list[Box]:  # a progress bar on stderr
+        return list(tqdm(results, total=len(jobs), desc="generating images", unit="img"))
+
     if workers == 1:
-        boxes = [render_and_save(job) for job in range(len(jobs))]
+        boxes = shown(map(render_and_save, range(len(jobs))))
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            boxes = list(pool.map(render_and_save, range(len(jobs))))
+            boxes = shown(pool.map(render_and_save, range(len(jobs))))
     training = round(settings.train_fraction * settings.images_per_class)
     ids = range(1, len(jobs) + 1)
     tables = {
