@@ -147,7 +147,7 @@ def settings(module: nn.Module | None) -> dict[str, object]:
      "contrastive"],
 )  # fmt: skip
 def test_the_pml_builder_makes_what_the_old_builders_made(name: str) -> None:
-    cfg = validate(compose_config([f"method={name}"]))
+    cfg = validate(compose_config([f"method={name}", "protocol=tiny"]))
     torch.manual_seed(3)
     new = build_method(
         cfg.method.builder, backbone=TinyBackbone(), feature_dim=FEATURE_DIM,

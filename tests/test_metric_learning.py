@@ -42,7 +42,7 @@ class TinyBackbone(nn.Module):
 
 def build(name: str, **kwargs: object) -> Method:
     """The method of configs/method/<name>.yaml on a tiny backbone; ``kwargs`` override keys."""
-    cfg = validate(compose_config([f"method={name}"]))
+    cfg = validate(compose_config([f"method={name}", "protocol=tiny"]))  # as the YAML sets it
     runtime = {"backbone": TinyBackbone(), "feature_dim": FEATURE_DIM, "num_classes": NUM_CLASSES}
     return build_method(cfg.method.builder, **runtime, **{**method_kwargs(cfg), **kwargs})
 
