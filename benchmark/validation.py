@@ -68,5 +68,8 @@ def validation_metrics(run: Run, images: RetrievalImages) -> dict[str, float]:
                     chunks.append(model(pixels).embedding.float().cpu())
     finally:
         model.train(was_training)
-    metrics = retrieval_metrics(torch.cat(chunks), images.labels, ks=(1,))
+    embeddings = torch.cat(chunks)
+    if not bool(torch.isfinite(embeddings).all()):  # diverged weights: no metric, the loss
+        return {f"val_{name}": float("nan") for name in VALIDATION_METRICS}  # check says why
+    metrics = retrieval_metrics(embeddings, images.labels, ks=(1,))
     return {f"val_{name}": metrics[name] for name in VALIDATION_METRICS}
