@@ -114,7 +114,7 @@ def measure(run: Run, batch: int, args: argparse.Namespace) -> dict[str, float]:
     model = torch.compile(run.method.model) if run.protocol.compile else run.method.model
     objective = Objective(model, run.method.criterion, World()).train()
     device_images = images.to(run.device).float().div(255)
-    if run.cuda and run.protocol.channels_last:
+    if run.protocol.channels_last:
         device_images = device_images.contiguous(memory_format=torch.channels_last)
     device_labels = labels.to(run.device)
 
