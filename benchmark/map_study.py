@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
 from benchmark.atomic import write_atomic, write_atomic_text
+from benchmark.subprocesses import in_parallel, run_logged, shared_threads_env
 
 ROOT = Path(__file__).resolve().parent.parent
 ALIVE_DEAD_FRACTION = 0.1
@@ -65,17 +62,16 @@ def run_cells(study: dict, runs: Path, weights: str | None, jobs: int = 1) -> No
         for seed in study["seeds"]
         if not (cell_dir(study, runs, variant, seed) / "results.json").is_file()
     ]
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    environment = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    environment = shared_threads_env(jobs)
 
     def run(cell: tuple[str, int]) -> None:
-        start = time.perf_counter()
-        command = cell_command(study, runs, *cell, weights)
-        subprocess.run(command, cwd=ROOT, check=True, env=environment)
-        print(f"{cell[0]} seed {cell[1]}: {time.perf_counter() - start:.0f} s", flush=True)
+        log = cell_dir(study, runs, *cell) / "study.log"
+        code, seconds = run_logged(cell_command(study, runs, *cell, weights), log, environment)
+        if code:
+            raise SystemExit(f"error: {cell[0]} seed {cell[1]} failed (exit {code}); see {log}")
+        print(f"{cell[0]} seed {cell[1]}: {seconds:.0f} s", flush=True)
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        list(pool.map(run, cells))
+    in_parallel(run, cells, jobs)
 
 
 def collect(study: dict, runs: Path) -> pd.DataFrame:

@@ -13,15 +13,13 @@ status is non-zero when any seed failed; the failed seeds' logs are named.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmark.subprocesses import in_parallel, run_logged
+
 CELL_SCRIPT = "benchmark/run.py"  # what each seed runs (tests/test_stage_deps.py follows it)
 
 
@@ -49,12 +47,9 @@ def run_dir_of(overrides: list[str], seed: int) -> Path:
 
 def run_seed(seed: int, overrides: list[str]) -> tuple[int, int, float, Path]:
     directory = run_dir_of(overrides, seed)
-    directory.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with open(directory / "run.log", "w") as log:
-        done = subprocess.run([sys.executable, CELL_SCRIPT, *overrides, f"seed={seed}"],
-                              cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-    return seed, done.returncode, time.perf_counter() - start, directory
+    command = [sys.executable, CELL_SCRIPT, *overrides, f"seed={seed}"]
+    code, seconds = run_logged(command, directory / "run.log")
+    return seed, code, seconds, directory
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("seed is taken from suite.seeds; do not pass seed=")
     seeds, jobs = suite_settings(args.suite_config)
     jobs = max(1, args.jobs or jobs)
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        outcomes = list(pool.map(lambda s: run_seed(s, args.overrides), seeds))
+    outcomes = in_parallel(lambda s: run_seed(s, args.overrides), seeds, jobs)
     failed = []
     for seed, code, seconds, directory in outcomes:
         state = "ok" if code == 0 else f"FAILED (exit {code}), log: {directory / 'run.log'}"

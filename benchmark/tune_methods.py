@@ -11,7 +11,10 @@ on the training classes minus the validation ones and is evaluated on the valida
 test classes are never read), in ``runs/tune-methods-<protocol>-<dataset>/trial<k>/<method>/``.
 
 The rule: for each method, the trial with the highest mean validation metric over seeds
-(``tune.metric``) among trials that finished without diverging; ties go to the first trial.
+(``tune.metric``) among trials that finished without diverging and, for methods with CARE maps,
+whose validation maps are alive and differ from each other (``tune.map_constraints``: dead-map
+fraction and overlap L_SD of results.json ``health.maps``); ties go to the first trial. A
+method none of whose trials meets the constraints gets its best trial, and the report says so.
 The driver writes ``reports/tuning/tune-methods-<protocol>-<dataset>.md`` and ``.csv`` (every
 trial, its wall time, the choice) and one ``configs/tuned/<protocol>_<method>.yaml`` per method,
 which the training config loads for that protocol and method (configs/config.yaml), so the
@@ -25,10 +28,7 @@ import itertools
 import json
 import math
 import os
-import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,10 +41,12 @@ from benchmark.atomic import write_atomic_text
 from benchmark.config import CONFIG_DIR, compose_config
 from benchmark.report.collect import METRICS
 from benchmark.report.grid import number
+from benchmark.subprocesses import in_parallel, run_logged, shared_threads_env
 from benchmark.tune import DIVERGED, TuningError, read_cell
 
 ROOT = Path(__file__).resolve().parent.parent
 TUNED_DIR = CONFIG_DIR / "tuned"
+MAP_COLUMNS = ("dead_map_fraction", "map_overlap")  # results.json health.maps, CARE-map methods
 
 
 @dataclass(frozen=True)
@@ -107,27 +109,22 @@ def finished(directory: Path) -> bool:
 def run_trials(cells: list[tuple[Trial, int]], runs: Path, dataset: str, jobs: int) -> None:
     """Run the missing (trial, seed) cells, ``jobs`` processes at a time."""
     todo = [(t, s) for t, s in cells if not finished(trial_dir(runs, t, dataset, s))]
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    environment = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
+    environment = shared_threads_env(jobs)
 
     def run(cell: tuple[Trial, int]) -> None:
         trial, seed = cell
-        start = time.perf_counter()
         command = [sys.executable, "benchmark/run_tune.py", *trial.overrides(),
                    f"seed={seed}", "progress=false"]  # fmt: skip
         directory = trial_dir(runs, trial, dataset, seed)
-        directory.mkdir(parents=True, exist_ok=True)
-        with open(directory / "tune.log", "w") as log:
-            done = subprocess.run(command, cwd=ROOT, env=environment, stdout=log, stderr=log)
-        state = "ok" if done.returncode == 0 else f"FAILED (exit {done.returncode})"
+        code, seconds = run_logged(command, directory / "tune.log", environment)
+        state = "ok" if code == 0 else f"FAILED (exit {code})"
         print(f"{trial.method} trial {trial.index} seed {seed} ({trial.label()}): {state}, "
-              f"{time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
-        if done.returncode:
+              f"{seconds:.0f} s", flush=True)  # fmt: skip
+        if code:
             raise TuningError(f"{directory}: trial failed; see {directory / 'tune.log'}")
 
     print(f"{len(todo)} of {len(cells)} tuning cells to run, {jobs} at a time", flush=True)
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        list(pool.map(run, todo))
+    in_parallel(run, todo, jobs)
 
 
 # ----- reading and choosing -------------------------------------------------------------------
@@ -157,22 +154,52 @@ def trial_frame(cells: list[tuple[Trial, int]], runs: Path, dataset: str) -> pd.
         row |= {"status": "done", **{k: float(cell.metrics[k]) for k in METRICS},
                 "wall_seconds": float(results["cost"]["wall_seconds"]),
                 "commit": cell.commit[:12]}  # fmt: skip
+        maps = results.get("health", {}).get("maps") or {}
+        row |= {key: float(maps.get(key, math.nan)) for key in MAP_COLUMNS}
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def choose(frame: pd.DataFrame, metric: str) -> dict[str, int]:
-    """Method -> chosen trial: best mean over seeds among trials with every seed done."""
+def meets(rows: pd.DataFrame, constraints: dict[str, float] | None) -> bool:
+    """Whether every seed of a trial meets the map constraints (a run without maps does)."""
+    for column, limit in (constraints or {}).items():
+        values = rows[column] if column in rows else pd.Series([math.nan])
+        values = values.dropna()
+        if column == "dead_map_fraction" and (values > limit).any():
+            return False
+        if column == "map_overlap" and (values >= limit).any():
+            return False
+    return True
+
+
+def choose(
+    frame: pd.DataFrame, metric: str, constraints: dict[str, float] | None = None
+) -> dict[str, int]:
+    """Method -> chosen trial: best mean over seeds among trials with every seed done that meet
+    ``constraints`` (all of them when none does: see :func:`unconstrained`)."""
     chosen = {}
     for method, group in frame.groupby("method", sort=False):
-        scores = {}
+        scores, eligible = {}, set()
         for index, rows in group.groupby("trial", sort=True):
             if (rows["status"] == "done").all():
                 scores[int(index)] = float(rows[metric].mean())
-        if scores:
-            best = max(scores.values())
-            chosen[str(method)] = min(i for i, s in scores.items() if s == best)
+                if meets(rows, constraints):
+                    eligible.add(int(index))
+        pool = {i: s for i, s in scores.items() if i in eligible} or scores
+        if pool:
+            best = max(pool.values())
+            chosen[str(method)] = min(i for i, s in pool.items() if s == best)
     return chosen
+
+
+def unconstrained(frame: pd.DataFrame, constraints: dict[str, float] | None) -> list[str]:
+    """Methods with complete trials none of which meets the map constraints."""
+    missing = []
+    for method, group in frame.groupby("method", sort=False):
+        complete = [rows for _, rows in group.groupby("trial") if (rows["status"] == "done").all()]
+        if complete and not any(meets(rows, constraints) for rows in complete):
+            missing.append(str(method))
+    return missing
 
 
 # ----- writing --------------------------------------------------------------------------------
@@ -203,6 +230,22 @@ def tuned_yaml(trial: Trial, protocol: str, report: str, metric: str, score: flo
     return "\n".join(lines) + "\n"
 
 
+def constraint_text(meta: dict) -> str:
+    limits = meta.get("constraints") or {}
+    if not limits:
+        return ""
+    parts = []
+    if "dead_map_fraction" in limits:
+        parts.append(f"dead-map fraction <= {limits['dead_map_fraction']:g}")
+    if "map_overlap" in limits:
+        parts.append(f"map overlap L_SD (Eq. 3) < {limits['map_overlap']:g}")
+    return (
+        "; for methods with CARE maps, among the trials whose validation maps meet "
+        + " and ".join(parts)
+        + " (maps alive and distinct)"
+    )
+
+
 def render(frame: pd.DataFrame, chosen: dict[str, int], grid: list[Trial], meta: dict) -> str:
     metric = meta["metric"]
     lines = [
@@ -213,14 +256,16 @@ def render(frame: pd.DataFrame, chosen: dict[str, int], grid: list[Trial], meta:
         f"{', '.join(map(str, meta['seeds']))}. Trained on the training classes without the last "
         f"{meta['val_classes']} (the validation classes), evaluated on those; the test classes "
         f"were never used. Objective: validation {metric}, best trial per method (ties: the "
-        "first). The shared protocol is identical in every trial; `lr_scale` multiplies every "
+        f"first){constraint_text(meta)}. The shared protocol is identical in every trial; "
+        "`lr_scale` multiplies every "
         f"learning rate of the protocol. Runs: `{meta['runs']}`; code "
         f"{', '.join(sorted(frame['commit'].dropna().unique())) or 'n/a'}; wall time "
         f"{meta['wall_minutes']:.1f} min of trials ({meta['jobs']} at a time on "
         f"{os.cpu_count()} cores).",
         "",
-        f"| method | trial | lr_scale | knobs | {metric} | recall@1 | wall s | status |",
-        "| :--- | ---: | ---: | :--- | ---: | ---: | ---: | :--- |",
+        f"| method | trial | lr_scale | knobs | {metric} | recall@1 | maps: dead, L_SD | wall s "
+        "| status |",
+        "| :--- | ---: | ---: | :--- | ---: | ---: | :--- | ---: | :--- |",
     ]
     for _, row in frame.groupby(["method", "trial"], sort=False).first().reset_index().iterrows():
         rows = frame[(frame["method"] == row["method"]) & (frame["trial"] == row["trial"])]
@@ -231,17 +276,38 @@ def render(frame: pd.DataFrame, chosen: dict[str, int], grid: list[Trial], meta:
         recall = number(done["recall@1"].mean()) if len(done) else "—"
         wall = f"{done['wall_seconds'].sum():.0f}" if len(done) else "—"
         status = ", ".join(sorted(set(rows["status"])))
+        maps = "—"
+        if len(done) and done.get("map_overlap", pd.Series(dtype=float)).notna().any():
+            maps = (f"{number(100 * done['dead_map_fraction'].max())}%, "
+                    f"{done['map_overlap'].max():.3f}")  # fmt: skip
+            if not meets(done, meta.get("constraints")):
+                maps += " (not eligible)"
         lines.append(f"| {row['method']} | {row['trial']} | {row['lr_scale']:g} | "
-                     f"`{row['knobs']}` | {score} | {recall} | {wall} | {status} |")  # fmt: skip
+                     f"`{row['knobs']}` | {score} | {recall} | {maps} | {wall} | "
+                     f"{status} |")  # fmt: skip
     lines += ["", "**Chosen** (written to `configs/tuned/<protocol>_<method>.yaml`):", ""]
     for trial in grid:
         if chosen.get(trial.method) == trial.index:
             lines.append(f"- `{trial.method}`: {trial.label()}"
                          + (f"; fixed {trial.fixed}" if trial.fixed else ""))  # fmt: skip
+    if meta.get("unconstrained"):
+        lines += ["", "**No trial met the map constraints; the best trial was taken:** "
+                  + ", ".join(meta["unconstrained"])]  # fmt: skip
     missing = sorted({t.method for t in grid} - set(chosen))
     if missing:
         lines += ["", f"**No complete trial, nothing chosen:** {', '.join(missing)}"]
     return "\n".join(lines) + "\n"
+
+
+def map_constraints(tune: Any) -> dict[str, float]:
+    """``tune.map_constraints`` checked: only the two health.maps columns, as numbers."""
+    raw = OmegaConf.to_container(tune.get("map_constraints") or {})
+    assert isinstance(raw, dict)
+    unknown = sorted(set(raw) - set(MAP_COLUMNS))
+    if unknown:
+        raise TuningError(f"configs/tune/methods.yaml: tune.map_constraints has unknown key(s) "
+                          f"{unknown}; valid: {', '.join(MAP_COLUMNS)}")  # fmt: skip
+    return {str(key): float(value) for key, value in raw.items()}
 
 
 def write_outputs(
@@ -249,7 +315,9 @@ def write_outputs(
 ) -> dict[str, int]:
     runs = Path(meta["runs"])
     frame = trial_frame(cells, runs, meta["dataset"])
-    chosen = choose(frame, str(tune.metric))
+    constraints = map_constraints(tune)
+    chosen = choose(frame, str(tune.metric), constraints)
+    meta["constraints"], meta["unconstrained"] = constraints, unconstrained(frame, constraints)
     done = frame[frame["status"] == "done"]
     meta["wall_minutes"] = float(done["wall_seconds"].sum()) / 60 if len(done) else 0.0
     report_dir = ROOT / str(tune.report_dir)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import run_cells
+from benchmark import run_cells, subprocesses
 
 
 def test_seeds_and_jobs_from_the_suite(tmp_path: Path) -> None:
@@ -31,7 +31,7 @@ def test_a_failing_seed_fails_the_stage_and_names_its_log(tmp_path, monkeypatch,
     params = tmp_path / "params.yaml"
     params.write_text("suite:\n  seeds: [1, 2]\n")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(run_cells, "ROOT", tmp_path)
+    monkeypatch.setattr(subprocesses, "ROOT", tmp_path)  # the cwd of every seed's process
     script = tmp_path / "cell.py"  # seed 2 fails, seed 1 succeeds
     script.write_text(
         "import sys\nprint('hello', sys.argv[-1])\nsys.exit(sys.argv[-1] == 'seed=2')\n"

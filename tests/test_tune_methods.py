@@ -13,7 +13,15 @@ from omegaconf import OmegaConf
 from benchmark.config import compose_config, run_settings
 from benchmark.optimizer import make_optimizer
 from benchmark.tune import TuningError
-from benchmark.tune_methods import Trial, choose, grid_config, trials, tuned_yaml
+from benchmark.tune_methods import (
+    Trial,
+    choose,
+    grid_config,
+    map_constraints,
+    trials,
+    tuned_yaml,
+    unconstrained,
+)
 from methods.registry import build_method
 from tests.test_method_contract import FEATURE_DIM, TinyBackbone
 
@@ -29,7 +37,7 @@ def test_every_default_method_has_the_same_budget() -> None:
     assert tuned == set(suite["methods"]) - {"untrained"}
     first = next(t for t in grid if t.method == "triplet")
     assert "method.loss_options.margin=0.2" in first.overrides()
-    assert "tuned.lr_scale=0.1" in first.overrides()
+    assert "tuned.lr_scale=0.03" in first.overrides()
 
 
 def test_unequal_budgets_and_unknown_methods_are_refused() -> None:
@@ -51,6 +59,38 @@ def test_choice_is_the_best_complete_trial_per_method() -> None:
         {"method": "c", "trial": 0, "seed": 1, "status": "diverged", "map@r": float("nan")},
     ])  # fmt: skip
     assert choose(frame, "map@r") == {"a": 1, "b": 0}
+
+
+def test_map_constraints_choose_among_trials_whose_maps_live_and_differ() -> None:
+    """CARE-map trials whose validation maps are dead or overlap are passed over; a method
+    without maps (NaN columns) is unaffected; with no eligible trial the best one is taken and
+    the method is named."""
+    limits = {"dead_map_fraction": 0.1, "map_overlap": 0.5}
+    nan = float("nan")
+    frame = pd.DataFrame([
+        {"method": "maps", "trial": 0, "seed": 1, "status": "done", "map@r": 30.0,
+         "dead_map_fraction": 0.0, "map_overlap": 0.51},  # best, but its maps overlap
+        {"method": "maps", "trial": 1, "seed": 1, "status": "done", "map@r": 20.0,
+         "dead_map_fraction": 0.5, "map_overlap": 0.2},  # half its maps dead
+        {"method": "maps", "trial": 2, "seed": 1, "status": "done", "map@r": 10.0,
+         "dead_map_fraction": 0.05, "map_overlap": 0.49},
+        {"method": "plain", "trial": 0, "seed": 1, "status": "done", "map@r": 5.0,
+         "dead_map_fraction": nan, "map_overlap": nan},
+        {"method": "plain", "trial": 1, "seed": 1, "status": "done", "map@r": 6.0,
+         "dead_map_fraction": nan, "map_overlap": nan},
+        {"method": "stuck", "trial": 0, "seed": 1, "status": "done", "map@r": 1.0,
+         "dead_map_fraction": 1.0, "map_overlap": 0.0},
+        {"method": "stuck", "trial": 1, "seed": 1, "status": "done", "map@r": 2.0,
+         "dead_map_fraction": 0.0, "map_overlap": 0.9},
+    ])  # fmt: skip
+    assert choose(frame, "map@r") == {"maps": 0, "plain": 1, "stuck": 1}
+    assert choose(frame, "map@r", limits) == {"maps": 2, "plain": 1, "stuck": 1}
+    assert unconstrained(frame, limits) == ["stuck"]
+    tune = grid_config()
+    assert map_constraints(tune) == {"dead_map_fraction": 0.1, "map_overlap": 0.45}
+    tune.map_constraints = {"overlap": 0.5}
+    with pytest.raises(TuningError, match="map_constraints has unknown key"):
+        map_constraints(tune)
 
 
 def test_written_config_composes_into_the_run_and_scales_every_rate(tmp_path: Path) -> None:
@@ -115,11 +155,11 @@ def test_ablation_rows_inherit_cnenet_values_but_keep_their_ablation(tmp_path, m
     tune = grid_config()
     grid = trials(tune)
     cnenet = next(t for t in grid if t.method == "cnenet" and t.lr_scale == 0.3
-                  and t.knobs["semantic_discrete_weight"] == 0.3)  # fmt: skip
+                  and t.knobs["semantic_discrete_weight"] == 3.0)  # fmt: skip
     tm.write_inherited(tune, grid, {"cnenet": cnenet.index}, "embedded", "reports/x.md")
     no_sd = yaml.safe_load((tmp_path / "embedded_bl_nmm_no_sd.yaml").read_text())
     assert no_sd["tuned"]["lr_scale"] == 0.3
-    assert no_sd["method"] == {"semantic_alignment_weight": 0.3}  # L_SD stays off (weight 0)
+    assert no_sd["method"] == {"semantic_alignment_weight": 3.0}  # L_SD stays off (weight 0)
     full = yaml.safe_load((tmp_path / "embedded_bl_nmm.yaml").read_text())
-    assert full["method"] == {"semantic_discrete_weight": 0.3, "semantic_alignment_weight": 0.3}
+    assert full["method"] == {"semantic_discrete_weight": 3.0, "semantic_alignment_weight": 3.0}
     assert not (tmp_path / "embedded_baseline.yaml").exists()
