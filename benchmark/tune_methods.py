@@ -46,6 +46,7 @@ from benchmark.tune import DIVERGED, TuningError, read_cell
 
 ROOT = Path(__file__).resolve().parent.parent
 TUNED_DIR = CONFIG_DIR / "tuned"
+REFERENCE = "untrained"  # run beside the trials on the same validation classes, for scale
 MAP_COLUMNS = ("dead_map_fraction", "map_overlap")  # results.json health.maps, CARE-map methods
 
 
@@ -125,6 +126,37 @@ def run_trials(cells: list[tuple[Trial, int]], runs: Path, dataset: str, jobs: i
 
     print(f"{len(todo)} of {len(cells)} tuning cells to run, {jobs} at a time", flush=True)
     in_parallel(run, todo, jobs)
+
+
+def reference_dir(runs: Path, dataset: str, seed: int) -> Path:
+    return runs / "reference" / REFERENCE / dataset / f"seed{seed}"
+
+
+def run_reference(runs: Path, dataset: str, seeds: list[int], jobs: int) -> None:
+    """The untrained backbone on the same validation classes: what the trials' fine-tuning adds."""
+    environment = shared_threads_env(jobs)
+
+    def run(seed: int) -> None:
+        directory = reference_dir(runs, dataset, seed)
+        command = [sys.executable, "benchmark/run_tune.py", f"method={REFERENCE}", "+tune=methods",
+                   f"run_dir={directory}", f"seed={seed}", "progress=false"]  # fmt: skip
+        code, seconds = run_logged(command, directory / "tune.log", environment)
+        print(f"reference {REFERENCE} seed {seed}: {'ok' if code == 0 else 'FAILED'}, "
+              f"{seconds:.0f} s", flush=True)  # fmt: skip
+        if code:
+            raise TuningError(f"{directory}: reference run failed; see {directory / 'tune.log'}")
+
+    in_parallel(run, [s for s in seeds if not finished(reference_dir(runs, dataset, s))], jobs)
+
+
+def reference_scores(runs: Path, dataset: str, seeds: list[int]) -> dict[str, float] | None:
+    """Mean validation metrics of the untrained reference over seeds (None until all ran)."""
+    paths = [reference_dir(runs, dataset, seed) / "results.json" for seed in seeds]
+    if not all(path.is_file() for path in paths):
+        return None
+    metrics = [read_cell(path).metrics or {} for path in paths]
+    return {key: sum(float(m.get(key, math.nan)) for m in metrics) / len(metrics)
+            for key in METRICS}  # fmt: skip
 
 
 # ----- reading and choosing -------------------------------------------------------------------
@@ -246,6 +278,16 @@ def constraint_text(meta: dict) -> str:
     )
 
 
+def reference_text(meta: dict) -> str:
+    scores, metric = meta.get("reference"), meta["metric"]
+    if not scores:
+        return f"Reference (the `{REFERENCE}` backbone on the same validation classes): not run."
+    return (f"Reference: the `{REFERENCE}` backbone (pretrained features, no fine-tuning) on the "
+            f"same validation classes scores {metric} {number(scores[metric])}, recall@1 "
+            f"{number(scores['recall@1'])}: what a trial gains over it is what fine-tuning "
+            "adds.")  # fmt: skip
+
+
 def render(frame: pd.DataFrame, chosen: dict[str, int], grid: list[Trial], meta: dict) -> str:
     metric = meta["metric"]
     lines = [
@@ -262,6 +304,8 @@ def render(frame: pd.DataFrame, chosen: dict[str, int], grid: list[Trial], meta:
         f"{', '.join(sorted(frame['commit'].dropna().unique())) or 'n/a'}; wall time "
         f"{meta['wall_minutes']:.1f} min of trials ({meta['jobs']} at a time on "
         f"{os.cpu_count()} cores).",
+        "",
+        reference_text(meta),
         "",
         f"| method | trial | lr_scale | knobs | {metric} | recall@1 | maps: dead, L_SD | wall s "
         "| status |",
@@ -394,11 +438,13 @@ def main(argv: list[str] | None = None) -> int:
     jobs = int(args.jobs or tune.jobs)
     if not args.report_only:
         run_trials(cells, runs, str(cfg.dataset.name), jobs)
+        run_reference(runs, str(cfg.dataset.name), seeds, jobs)
     meta = {
         "protocol": str(cfg.protocol.name), "dataset": str(cfg.dataset.name),
         "metric": str(tune.metric), "seeds": seeds, "lr_scales": list(tune.lr_scales),
         "budget": len(grid) // len({t.method for t in grid}), "runs": str(runs), "jobs": jobs,
         "val_classes": int(cfg.dataset.val_classes),
+        "reference": reference_scores(runs, str(cfg.dataset.name), seeds),
     }  # fmt: skip
     try:
         chosen = write_outputs(tune, cells, grid, meta, not args.no_configs)

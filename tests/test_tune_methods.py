@@ -163,3 +163,16 @@ def test_ablation_rows_inherit_cnenet_values_but_keep_their_ablation(tmp_path, m
     full = yaml.safe_load((tmp_path / "embedded_bl_nmm.yaml").read_text())
     assert full["method"] == {"semantic_discrete_weight": 3.0, "semantic_alignment_weight": 3.0}
     assert not (tmp_path / "embedded_baseline.yaml").exists()
+
+
+def test_the_untrained_reference_is_reported_or_shown_missing(tmp_path: Path) -> None:
+    import benchmark.tune_methods as tm
+
+    assert tm.reference_scores(tmp_path, "synthetic", [1]) is None  # not run yet
+    meta = {"metric": "map@r", "reference": None}
+    assert "not run" in tm.reference_text(meta)
+    meta["reference"] = {"map@r": 25.06, "recall@1": 50.13}
+    text = tm.reference_text(meta)
+    assert "map@r 25.1" in text and "recall@1 50.1" in text
+    directory = tm.reference_dir(tmp_path, "synthetic", 1)
+    assert directory == tmp_path / "reference" / "untrained" / "synthetic" / "seed1"
