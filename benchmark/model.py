@@ -68,7 +68,8 @@ class TrainedModel:
     @torch.no_grad()
     def embed_pixels(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, 3, crop, crop) uint8 images already preprocessed -> (B, D) float32 descriptors."""
-        images = to_device_images(batch, self.device, channels_last=True)
+        channels_last = bool(self.metadata.get("channels_last", False))
+        images = to_device_images(batch, self.device, channels_last)
         with autocast(self.device, self.metadata["precision"]):
             return self.model(images).embedding.float().cpu()
 
@@ -146,6 +147,8 @@ def load_model(run_dir_or_file: str | Path, device: str = "auto") -> TrainedMode
         ) from error
     target = select_device(device)
     method.model.to(target).eval()
+    if metadata.get("channels_last", False):  # the memory format the run evaluated in
+        method.model.to(memory_format=torch.channels_last)
     return TrainedModel(method.model, metadata, target)
 
 

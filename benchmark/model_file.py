@@ -55,6 +55,7 @@ def model_metadata(run: Run, embedding_dim: int) -> dict[str, Any]:
             "dataset_crop_bottom": settings.dataset.crop_bottom,
         },
         "precision": protocol.precision,
+        "channels_last": bool(protocol.channels_last),  # memory format evaluation ran in
         "embedding_dim": embedding_dim,
         "protocol": protocol.name,
         "dataset": settings.dataset.name,

@@ -84,6 +84,7 @@ def test_model_file_metadata_is_one_key_and_complete(baseline_run: Path) -> None
     assert metadata["embedding_dim"] == np.load(baseline_run / "test_embeddings.npy").shape[1]
     assert metadata["image"]["resize"] == 40 and metadata["image"]["crop"] == 32
     assert len(metadata["image"]["mean"]) == len(metadata["image"]["std"]) == 3
+    assert metadata["channels_last"] is True  # the tiny protocol evaluates NHWC, as embedded
     assert metadata["backbone"]["initial_weights"] == "random init"
     assert metadata["backbone"]["initial_weights_sha256"] is None
     assert re.fullmatch(r"[0-9a-f]{40}|unknown", metadata["git_commit"])
