@@ -237,11 +237,19 @@ def unconstrained(frame: pd.DataFrame, constraints: dict[str, float] | None) -> 
 # ----- writing --------------------------------------------------------------------------------
 
 
-def tuned_yaml(trial: Trial, protocol: str, report: str, metric: str, score: float) -> str:
+def chosen_header(report: str, metric: str, score: float) -> list[str]:
+    """The comment of a tuned method's file: where its values come from."""
+    return [
+        f"Written by benchmark/tune_methods.py from {report}:",
+        f"the best validation {metric} ({number(score)}) of the method's equal-budget grid.",
+    ]
+
+
+def tuned_yaml(trial: Trial, report: str, header: list[str]) -> str:
+    """configs/tuned/<protocol>_<method>.yaml: ``header`` as comments, then the values."""
     lines = [
         "# @package _global_",
-        f"# Written by benchmark/tune_methods.py from {report}:",
-        f"# the best validation {metric} ({number(score)}) of the method's equal-budget grid.",
+        *(f"# {line}" for line in header),
         "# Do not edit by hand; re-run the tuning instead.",
         "tuned:",
         f"  lr_scale: {trial.lr_scale!r}",
@@ -375,8 +383,8 @@ def write_outputs(
         for trial in grid:
             if chosen.get(trial.method) == trial.index:
                 rows = done[(done["method"] == trial.method) & (done["trial"] == trial.index)]
-                text = tuned_yaml(trial, meta["protocol"], report, str(tune.metric),
-                                  float(rows[str(tune.metric)].mean()))  # fmt: skip
+                score = float(rows[str(tune.metric)].mean())
+                text = tuned_yaml(trial, report, chosen_header(report, str(tune.metric), score))
                 write_atomic_text(TUNED_DIR / f"{meta['protocol']}_{trial.method}.yaml", text)
         write_inherited(tune, grid, chosen, meta["protocol"], report)
     return chosen
@@ -405,14 +413,11 @@ def write_inherited(
                  if OmegaConf.select(OmegaConf.create(mine), key)
                  == OmegaConf.select(OmegaConf.create(theirs), key)}  # fmt: skip
         fixed = {k: v for k, v in trial.fixed.items() if k in mine}
-        text = tuned_yaml(Trial(row, trial.index, trial.lr_scale, knobs, fixed), protocol,
-                          report, str(tune.metric), math.nan)  # fmt: skip
-        lines = text.splitlines(keepends=True)
-        lines[1:3] = [
-            f"# Not tuned on its own: {parent}'s choice in {report}, for every\n",
-            f"# key this row keeps at {parent}'s default (configs/tune/methods.yaml).\n",
+        header = [
+            f"Not tuned on its own: {parent}'s choice in {report}, for every",
+            f"key this row keeps at {parent}'s default (configs/tune/methods.yaml).",
         ]
-        text = "".join(lines)
+        text = tuned_yaml(Trial(row, trial.index, trial.lr_scale, knobs, fixed), report, header)
         write_atomic_text(TUNED_DIR / f"{protocol}_{row}.yaml", text)
 
 

@@ -16,6 +16,7 @@ from benchmark.tune import TuningError
 from benchmark.tune_methods import (
     Trial,
     choose,
+    chosen_header,
     grid_config,
     map_constraints,
     trials,
@@ -95,7 +96,10 @@ def test_map_constraints_choose_among_trials_whose_maps_live_and_differ() -> Non
 
 def test_written_config_composes_into_the_run_and_scales_every_rate(tmp_path: Path) -> None:
     trial = Trial("triplet", 4, 0.3, {"loss_options.margin": 0.1}, {})
-    text = tuned_yaml(trial, "embedded", "reports/tuning/x.md", "map@r", 42.0)
+    text = tuned_yaml(
+        trial, "reports/tuning/x.md", chosen_header("reports/tuning/x.md", "map@r", 42.0)
+    )
+    assert "# the best validation map@r (42.0) of the method's equal-budget grid." in text
     parsed = yaml.safe_load(text)
     assert parsed["tuned"]["lr_scale"] == 0.3
     assert parsed["method"] == {"loss_options": {"margin": 0.1}}

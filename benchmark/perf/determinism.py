@@ -6,7 +6,8 @@ Every variant trains the same cell (deterministic mode, fixed seed; by default `
 ``synthetic_tiny`` with ``protocol=tiny``) in a fresh process whose environment differs in one
 way from the reference: the thread count, the SIMD kernels ATen dispatches to
 (``ATEN_CPU_CAPABILITY``), the instruction set oneDNN's convolutions may use
-(``ONEDNN_MAX_CPU_ISA``), MKL's conditional numerical reproducibility (``MKL_CBWR``). A variant
+(``ONEDNN_MAX_CPU_ISA``), MKL's conditional numerical reproducibility (``MKL_CBWR``), the
+memory format (``protocol.channels_last``). A variant
 whose per-epoch losses and test metrics equal the reference's bit for bit does not matter on this
 machine; one that differs names a source of cross-machine disagreement: two machines that
 dispatch differently (another CPU generation, a VM that hides AVX-512, another thread count)
@@ -35,6 +36,7 @@ VARIANTS: dict[str, tuple[dict[str, str], list[str]]] = {  # name -> (environmen
     "ATen kernels scalar": ({"ATEN_CPU_CAPABILITY": "default"}, []),
     "oneDNN max ISA AVX2": ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, []),
     "MKL_CBWR=COMPATIBLE": ({"MKL_CBWR": "COMPATIBLE"}, []),
+    "contiguous (NCHW) memory format": ({}, ["protocol.channels_last=false"]),
 }
 CLEARED = ("OMP_NUM_THREADS", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")
 
