@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+
 from benchmark.subprocesses import in_parallel, run_logged
 
 CELL_SCRIPT = "benchmark/run.py"  # what each seed runs (tests/test_stage_deps.py follows it)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from benchmark import run_cells, subprocesses
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_seeds_and_jobs_from_the_suite(tmp_path: Path) -> None:
@@ -43,3 +48,18 @@ def test_a_failing_seed_fails_the_stage_and_names_its_log(tmp_path, monkeypatch,
     assert "seed 1: ok" in out.out and "seed 2: FAILED (exit 1)" in out.out
     assert "hello seed=2" in out.err  # the failed seed's log tail
     assert (tmp_path / "runs/s/m/synthetic/seed1/run.log").read_text() == "hello seed=1\n"
+
+
+@pytest.mark.parametrize("script", ["run_cells.py", "prepare.py", "pretrain.py"])
+def test_stage_scripts_import_their_own_repository(tmp_path, script) -> None:
+    """A DVC stage runs `python benchmark/<script>`; its project imports must come from the
+    script's own checkout, not from another installed or shadowing copy of the package (an
+    editable install of another clone once sent the cells' runs into that clone's runs/)."""
+    shadow = tmp_path / "benchmark"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise ImportError('the shadowing copy was imported')\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    done = subprocess.run([sys.executable, str(REPO / "benchmark" / script), "--help"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "shadowing copy" not in done.stderr
