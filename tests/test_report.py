@@ -618,6 +618,8 @@ def test_agreement_check_tells_identical_noise_and_difference(tmp_path: Path) ->
         write_run(fresh, "baseline", "cub", seed, (r1 + 0.5, 60, 70, 80))  # within noise
         write_run(committed_runs, "cnenet", "cub", seed, (r1, 60, 70, 80))
         write_run(fresh, "cnenet", "cub", seed, (r1 + 30.0, 60, 70, 80))  # far outside
+        for runs in (committed_runs, fresh):  # bit-identical runs, a mean the CSV rounds, std 0
+            write_run(runs, "untrained", "cub", seed, (1093 / 30, 60, 70, 80))
     write_report(committed_runs, tmp_path / "out", None, resamples=100)
     csv_path = tmp_path / "out" / "results.csv"
     assert agreement(["--committed", str(csv_path), "--runs", str(fresh)]) == 1
@@ -627,4 +629,5 @@ def test_agreement_check_tells_identical_noise_and_difference(tmp_path: Path) ->
     assert table.loc[("baseline", "recall@1"), "verdict"] == "within noise"
     assert table.loc[("baseline", "recall@2"), "verdict"] == "identical"
     assert table.loc[("cnenet", "recall@1"), "verdict"] == "differs"
+    assert table.loc[("untrained", "recall@1"), "verdict"] == "identical"  # 36.4333... vs 36.4333
     assert agreement(["--committed", str(csv_path), "--runs", str(committed_runs)]) == 0

@@ -6,8 +6,9 @@ thread count every number is bit-exact (deterministic mode, fixed seeds); on ano
 with another thread count, CPU kernels may split their sums differently, float rounding differs
 from the first step on, and a run agrees only within seed-to-seed noise. So each
 (method, dataset, metric) mean of the fresh runs is compared with the committed one: `identical`
-when equal to the committed rounding (1e-9), `within noise` when the difference is at most
-``SIGMAS`` standard errors of the difference of two means over seeds (sqrt(s1^2/n1 + s2^2/n2),
+when equal at the committed file's precision (results.csv keeps 6 significant digits),
+`within noise` when the difference is at most ``SIGMAS`` standard errors of the difference
+of two means over seeds (sqrt(s1^2/n1 + s2^2/n2),
 the sample standard deviations over seeds), else `differs`. With a single seed on either side
 the noise is unknown and any non-identical value is reported as `unknown (n = 1)`.
 Exit status 1 when any cell differs.
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark.report.build import CSV_FLOAT
 from benchmark.report.collect import load_results
 from benchmark.report.stats import summarize
 
@@ -33,7 +35,7 @@ def verdict(committed: pd.Series, fresh: list[float]) -> tuple[float, str]:
     """(difference of the means, verdict) of one cell."""
     now = summarize(fresh)
     difference = now.mean - float(committed["mean"])
-    if abs(difference) <= 1e-9 * max(1.0, abs(now.mean)):
+    if CSV_FLOAT % now.mean == CSV_FLOAT % float(committed["mean"]):  # as the report writes it
         return difference, "identical"
     if now.n < 2 or int(committed["n"]) < 2:
         return difference, "unknown (n = 1)"
