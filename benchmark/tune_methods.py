@@ -204,6 +204,20 @@ def meets(rows: pd.DataFrame, constraints: dict[str, float] | None) -> bool:
     return True
 
 
+def trial_scores(
+    group: pd.DataFrame, metric: str, constraints: dict[str, float] | None
+) -> tuple[dict[int, float], set[int]]:
+    """One method's complete trials: (trial -> mean metric over seeds, trials meeting the
+    map constraints)."""
+    scores, eligible = {}, set()
+    for index, rows in group.groupby("trial", sort=True):
+        if (rows["status"] == "done").all():
+            scores[int(index)] = float(rows[metric].mean())
+            if meets(rows, constraints):
+                eligible.add(int(index))
+    return scores, eligible
+
+
 def choose(
     frame: pd.DataFrame, metric: str, constraints: dict[str, float] | None = None
 ) -> dict[str, int]:
@@ -211,12 +225,7 @@ def choose(
     ``constraints`` (all of them when none does: see :func:`unconstrained`)."""
     chosen = {}
     for method, group in frame.groupby("method", sort=False):
-        scores, eligible = {}, set()
-        for index, rows in group.groupby("trial", sort=True):
-            if (rows["status"] == "done").all():
-                scores[int(index)] = float(rows[metric].mean())
-                if meets(rows, constraints):
-                    eligible.add(int(index))
+        scores, eligible = trial_scores(group, metric, constraints)
         pool = {i: s for i, s in scores.items() if i in eligible} or scores
         if pool:
             best = max(pool.values())
@@ -224,12 +233,14 @@ def choose(
     return chosen
 
 
-def unconstrained(frame: pd.DataFrame, constraints: dict[str, float] | None) -> list[str]:
+def unconstrained(
+    frame: pd.DataFrame, metric: str, constraints: dict[str, float] | None
+) -> list[str]:
     """Methods with complete trials none of which meets the map constraints."""
     missing = []
     for method, group in frame.groupby("method", sort=False):
-        complete = [rows for _, rows in group.groupby("trial") if (rows["status"] == "done").all()]
-        if complete and not any(meets(rows, constraints) for rows in complete):
+        scores, eligible = trial_scores(group, metric, constraints)
+        if scores and not eligible:
             missing.append(str(method))
     return missing
 
@@ -369,7 +380,10 @@ def write_outputs(
     frame = trial_frame(cells, runs, meta["dataset"])
     constraints = map_constraints(tune)
     chosen = choose(frame, str(tune.metric), constraints)
-    meta["constraints"], meta["unconstrained"] = constraints, unconstrained(frame, constraints)
+    meta["constraints"], meta["unconstrained"] = (
+        constraints,
+        unconstrained(frame, str(tune.metric), constraints),
+    )
     done = frame[frame["status"] == "done"]
     meta["wall_minutes"] = float(done["wall_seconds"].sum()) / 60 if len(done) else 0.0
     report_dir = ROOT / str(tune.report_dir)

@@ -86,7 +86,7 @@ def test_map_constraints_choose_among_trials_whose_maps_live_and_differ() -> Non
     ])  # fmt: skip
     assert choose(frame, "map@r") == {"maps": 0, "plain": 1, "stuck": 1}
     assert choose(frame, "map@r", limits) == {"maps": 2, "plain": 1, "stuck": 1}
-    assert unconstrained(frame, limits) == ["stuck"]
+    assert unconstrained(frame, "map@r", limits) == ["stuck"]
     tune = grid_config()
     assert map_constraints(tune) == {"dead_map_fraction": 0.1, "map_overlap": 0.45}
     tune.map_constraints = {"overlap": 0.5}
