@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 import methods  # noqa: F401  (registers every method)
+from benchmark import cpu_isa
 from benchmark.backbone import BackboneInfo, build_backbone
 from benchmark.config import DataConfig, DatasetConfig, ProtocolConfig, RunSettings
 from benchmark.data.dataset import RetrievalImages
@@ -174,6 +175,7 @@ def runtime_settings(run: Run) -> dict[str, Any]:
         "image_cache": bool(protocol.data.use_cache),
         "deterministic": bool(protocol.deterministic),
         "torch_threads": torch.get_num_threads(),
+        "cpu_isa": cpu_isa.setting(),  # part of the numerics on CPU (benchmark/cpu_isa.py)
     }
 
 

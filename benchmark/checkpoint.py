@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from benchmark import cpu_isa
 from benchmark.atomic import write_atomic_text
 from benchmark.cell import Run
 from benchmark.fingerprint import fingerprint, resume_problems
@@ -43,8 +44,10 @@ def comparable(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_fingerprint(run: Run) -> dict[str, str]:
-    """Manifest hash, config hash and git commit of this run (stored in every checkpoint)."""
-    return fingerprint(run.manifest_sha256, comparable(run.settings.resolved), git_state()[0])
+    """Manifest hash, config hash, git commit and CPU instruction-set setting of this run
+    (stored in every checkpoint)."""
+    config = comparable(run.settings.resolved)
+    return fingerprint(run.manifest_sha256, config, git_state()[0], cpu_isa.setting())
 
 
 def save_checkpoint(

@@ -74,6 +74,19 @@ def save_arrays(
         save_atomic_npy(run.directory / name, array)
 
 
+def headline(run: Run, results: dict[str, Any]) -> None:
+    """One line saying how the run went (the report holds the rest); a degenerate run warns."""
+    metrics, health = results["metrics"], results["health"]
+    log.info(
+        "%s seed %d on %s: R@1 %.1f, MAP@R %.1f (chance R@1 %.1f) -> %s",
+        run.settings.method_name, run.settings.seed, run.protocol.data.eval_split,
+        metrics["recall@1"], metrics["map@r"], health["chance_recall@1"],
+        run.directory / "results.json",
+    )  # fmt: skip
+    if health["degenerate"]:
+        log.warning("DEGENERATE run: %s", "; ".join(health["degenerate_reasons"]))
+
+
 def evaluate_run(run: Run, wall_start: float) -> dict[str, Any] | None:
     """Embed the test split with the last epoch's model; write metrics and results.json.
 
@@ -103,6 +116,7 @@ def evaluate_run(run: Run, wall_start: float) -> dict[str, Any] | None:
     results["health"] = health_block(metrics, labels.numpy(), embeddings, map_health)
     write_results(run, results)
     log.info("results: %s", {k: round(v, 2) for k, v in metrics.items()})
+    headline(run, results)
     if run.method.nuance_maps is not None:
         png = care_map_png(
             run.method, run.test_set, run.settings.method_name,

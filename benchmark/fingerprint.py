@@ -1,8 +1,10 @@
 """What a checkpoint was trained with, and whether a run may go on from it.
 
-A checkpoint stores ``fingerprint(manifest hash, config, commit)``. Before a run resumes (or
-evaluates) it, :func:`resume_problems` compares that with the current run and names every
-difference: the data manifest, each changed config key, the code commit. The caller refuses
+A checkpoint stores ``fingerprint(manifest hash, config, commit, CPU instruction-set setting)``.
+Before a run resumes (or evaluates) it, :func:`resume_problems` compares that with the current
+run and names every difference: the data manifest, each changed config key, the instruction-set
+setting (benchmark/cpu_isa.py; a checkpoint from before it was recorded counts as ``native``),
+the code commit. The caller refuses
 the checkpoint before it touches any file of the run directory.
 """
 
@@ -21,11 +23,14 @@ def config_sha256(config: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def fingerprint(manifest_sha256: str, config: dict[str, Any], git_commit: str) -> dict[str, str]:
+def fingerprint(
+    manifest_sha256: str, config: dict[str, Any], git_commit: str, cpu_isa: str
+) -> dict[str, str]:
     return {
         "manifest_sha256": manifest_sha256,
         "config_sha256": config_sha256(config),
         "git_commit": git_commit,
+        "cpu_isa": cpu_isa,
     }
 
 
@@ -76,6 +81,12 @@ def resume_problems(
             "a different config (checkpoint -> now): "
             + "; ".join(shown)
             + (f"; and {more} more" if more else "")
+        )
+    isa = stored.get("cpu_isa", "native") if stored else current["cpu_isa"]
+    if isa != current["cpu_isa"]:
+        problems.append(
+            f"the CPU instruction-set setting changed ({isa} -> {current['cpu_isa']}; "
+            "FGOR_CPU_ISA, benchmark/cpu_isa.py): its numbers would not continue the same run"
         )
     commit = stored.get("git_commit", current["git_commit"])
     if check_commit and commit != current["git_commit"]:

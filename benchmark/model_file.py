@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from benchmark import cpu_isa
 from benchmark.cell import Run
 from benchmark.checkpoint_weights import read_weights_metadata, save_weights_file
 from benchmark.data.manifest import file_sha256
@@ -56,6 +57,7 @@ def model_metadata(run: Run, embedding_dim: int) -> dict[str, Any]:
         },
         "precision": protocol.precision,
         "channels_last": bool(protocol.channels_last),  # memory format evaluation ran in
+        "cpu_isa": cpu_isa.setting(),  # instruction-set setting evaluation ran under
         "embedding_dim": embedding_dim,
         "protocol": protocol.name,
         "dataset": settings.dataset.name,

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
+from benchmark import cpu_isa
 from benchmark.checkpoint_weights import load_model_state, read_weights_metadata, save_weights_file
 from benchmark.config_hints import exit_on_config_typo
 from benchmark.data.manifest import file_sha256
@@ -85,6 +86,7 @@ def pretrain(cfg: DictConfig) -> Path:
         **last_epoch_summary(history),
         "command": command_line(),
         "git_commit": commit,
+        "cpu_isa": cpu_isa.setting(),  # same bytes on every CPU of the kind when pinned
         "config": json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True),
     }
     output = Path(cfg.output)

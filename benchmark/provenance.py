@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from benchmark import cpu_isa
+
 LIBRARIES = (
     "torch", "torchvision", "timm", "pytorch-metric-learning", "hydra-core", "omegaconf",
     "numpy", "pandas", "pillow", "dvc",
@@ -103,6 +105,7 @@ def cpu_capability() -> dict[str, object]:
               if "Math Kernel Library" in line or "MKL-DNN" in line]  # fmt: skip
     return {
         "aten_capability": torch.backends.cpu.get_cpu_capability(),
+        "isa": cpu_isa.record(),  # the protocol's pinned instruction set, or the opt-out
         "flags": flags,
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),

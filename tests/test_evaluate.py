@@ -15,7 +15,7 @@ from benchmark.train import train
 pytestmark = pytest.mark.slow
 
 
-def test_evaluation_builds_no_optimizer(tiny_config, monkeypatch) -> None:
+def test_evaluation_builds_no_optimizer(tiny_config, monkeypatch, caplog) -> None:
     assert train(tiny_config("suite_name=weights", "stage=train")) is None
 
     def refuse(*args, **kwargs):
@@ -25,6 +25,18 @@ def test_evaluation_builds_no_optimizer(tiny_config, monkeypatch) -> None:
     results = train(tiny_config("suite_name=weights", "stage=evaluate"))
     assert results is not None and set(results["metrics"]) >= {"recall@1", "map@r"}
     assert results["param_groups"], "the parameter-group summary is still recorded"
+    # the run says how it went in one line; a degenerate one warns (this tiny run is one)
+    line = f"baseline seed 1 on test: R@1 {results['metrics']['recall@1']:.1f}, MAP@R"
+    assert any(line in message for message in caplog.messages), caplog.messages
+    warned = [r for r in caplog.records if r.message.startswith("DEGENERATE run: ")]
+    assert bool(warned) == results["health"]["degenerate"]
+    for degenerate in (False, True):
+        fake = {"degenerate": degenerate, "degenerate_reasons": ["forced"], "chance_recall@1": 1.0}
+        monkeypatch.setattr("benchmark.evaluate.health_block", lambda *a, fake=fake: fake)
+        caplog.clear()
+        train(tiny_config("suite_name=weights", "stage=evaluate"))
+        warnings = [r.levelname for r in caplog.records if r.message == "DEGENERATE run: forced"]
+        assert warnings == (["WARNING"] if degenerate else [])
 
 
 def test_evaluation_renders_care_maps_only_for_methods_with_nuance_maps(tiny_config) -> None:

@@ -3,7 +3,9 @@ each on the tiny data: siamese forwards, nuance maps, P x K batches, logged pair
 trains end to end and must reproduce the committed golden metrics and per-epoch loss history
 (tests/golden/tiny_suite.json) to 1e-6.
 
-The golden was written by the code before the train/evaluate split; regenerate it only for a
+The golden is written under the pinned CPU instruction set (benchmark/cpu_isa.py; recorded in
+its ``__numerics__`` entry), so it holds on AVX2 and AVX-512 machines alike; a session whose
+setting differs fails with that reason before any number is compared. Regenerate it only for a
 change that is meant to move the numbers: ``FGOR_WRITE_GOLDEN=1 python -m pytest -q
 tests/test_refactor_golden.py``.
 """
@@ -16,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
+from benchmark import cpu_isa
 from benchmark.train import train
 from tests.test_model import assert_model_file_reproduces_evaluation
 
@@ -28,7 +32,12 @@ EXTRA_METHODS = sorted(path.stem for path in (REPO / "configs" / "method").glob(
 METHODS = list(dict.fromkeys([*SUITE_METHODS, *EXTRA_METHODS]))
 METRICS = ("recall@1", "recall@2", "recall@4", "recall@8", "map@r", "r_precision")
 TIMING = ("images_per_second", "seconds")  # history columns that depend on the machine
+NUMERICS = "__numerics__"  # the golden's entry naming the kernels it was written with
 pytestmark = pytest.mark.slow
+
+
+def numerics() -> dict[str, str]:
+    return {"cpu_isa": cpu_isa.setting(), "aten": torch.backends.cpu.get_cpu_capability()}
 
 
 def observed(results: dict[str, Any], run_dir: Path) -> dict[str, Any]:
@@ -41,7 +50,9 @@ def observed(results: dict[str, Any], run_dir: Path) -> dict[str, Any]:
 
 
 def assert_matches_golden(got: dict[str, Any], method: str) -> None:
-    want = json.loads(GOLDEN.read_text())[method]
+    golden = json.loads(GOLDEN.read_text())
+    assert golden[NUMERICS] == numerics(), "the golden was written under other CPU kernels"
+    want = golden[method]
     assert got["metrics"] == pytest.approx(want["metrics"], rel=1e-6, abs=1e-6)
     assert len(got["history"]) == len(want["history"])
     for row, expected in zip(got["history"], want["history"], strict=True):
@@ -51,7 +62,7 @@ def assert_matches_golden(got: dict[str, Any], method: str) -> None:
 def test_golden_covers_the_tiny_suite() -> None:
     assert set(SUITE_METHODS) <= set(METHODS)
     if not os.environ.get("FGOR_WRITE_GOLDEN"):
-        assert sorted(json.loads(GOLDEN.read_text())) == sorted(METHODS)
+        assert sorted(json.loads(GOLDEN.read_text())) == sorted([*METHODS, NUMERICS])
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -62,6 +73,7 @@ def test_tiny_suite_method_matches_golden(tiny_config, method: str) -> None:
     if os.environ.get("FGOR_WRITE_GOLDEN"):
         golden = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
         golden[method] = got
+        golden[NUMERICS] = numerics()
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)
         GOLDEN.write_text(json.dumps(golden, indent=2, sort_keys=True) + "\n")
         return

@@ -631,3 +631,27 @@ def test_agreement_check_tells_identical_noise_and_difference(tmp_path: Path) ->
     assert table.loc[("cnenet", "recall@1"), "verdict"] == "differs"
     assert table.loc[("untrained", "recall@1"), "verdict"] == "identical"  # 36.4333... vs 36.4333
     assert agreement(["--committed", str(csv_path), "--runs", str(committed_runs)]) == 0
+
+
+def test_agreement_expects_identical_numbers_from_pinned_runs_of_one_backbone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmark.report.agreement import expectation, run_inputs
+    from benchmark.report.agreement import main as agreement
+
+    committed_runs, fresh = tmp_path / "committed", tmp_path / "fresh"
+    for seed, r1 in ((1, 50.0), (2, 54.0), (3, 52.0)):
+        write_run(committed_runs, "baseline", "cub", seed, (r1, 60, 70, 80))
+        write_run(fresh, "baseline", "cub", seed, (r1 + 0.5, 60, 70, 80))  # within noise only
+    write_report(committed_runs, tmp_path / "out", None, resamples=100)
+    csv_path = tmp_path / "out" / "results.csv"
+    # runs that recorded no setting ran unpinned: noise is all one may expect
+    assert run_inputs(fresh)["CPU instruction set"] == {"native"}
+    assert agreement(["--committed", str(csv_path), "--runs", str(fresh)]) == 0
+    assert "expected: within noise; met" in capsys.readouterr().out
+    assert agreement(["--committed", str(csv_path), "--runs", str(fresh), "--expect", "identical"])
+    assert "expected: identical; falls short: within noise" in capsys.readouterr().out
+    pinned = {"CPU instruction set": {"avx2"}, "backbone": {"file:b sha256:1"}}
+    assert expectation(pinned, pinned) == "identical"
+    assert expectation(pinned, {**pinned, "backbone": {"file:b sha256:2"}}) == "within noise"
+    assert expectation(pinned, {**pinned, "CPU instruction set": {"native"}}) == "within noise"

@@ -188,6 +188,19 @@ def test_changed_manifest_is_refused_before_any_file_is_touched(finished: Finish
     assert snapshot(finished.directory) == before
 
 
+def test_checkpoint_of_another_cpu_instruction_set_is_refused(
+    finished: Finished, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    results = json.loads((finished.directory / "results.json").read_text())
+    assert results["runtime"]["cpu_isa"] == "avx2"  # recorded beside threads and memory format
+    assert results["provenance"]["cpu"]["isa"]["setting"] == "avx2"
+    monkeypatch.setenv("FGOR_CPU_ISA", "native")  # as if the run had been started opted out
+    before = snapshot(finished.directory)
+    with pytest.raises(RuntimeError, match=r"CPU instruction-set setting changed \(avx2 -> native"):
+        train(finished.config())
+    assert snapshot(finished.directory) == before
+
+
 def test_changed_setting_is_refused_up_front_and_resume_false_starts_over(
     finished: Finished,
 ) -> None:
@@ -536,11 +549,17 @@ def test_resume_problems_name_every_difference() -> None:
         "protocol.epochs: 2 -> '<unset>'",
         "protocol.optimizer.lr: 0.03 -> 0.1",
     ]
-    stored, current = fingerprint("a" * 64, old, "c1"), fingerprint("b" * 64, new, "c2")
+    stored = fingerprint("a" * 64, old, "c1", "avx2")
+    current = fingerprint("b" * 64, new, "c2", "native")
     problems = resume_problems(stored, current, old, new)
-    assert [p.split(" ")[1] for p in problems] == ["dataset", "different", "code"]
-    assert resume_problems(stored, current, old, new, check_commit=False)[-1].startswith("a diff")
+    assert [p.split(" ")[1] for p in problems] == ["dataset", "different", "CPU", "code"]
+    assert "(avx2 -> native;" in problems[2]
+    assert resume_problems(stored, current, old, new, check_commit=False)[-1].startswith("the CPU")
     assert resume_problems({}, current, new, new) == []  # a checkpoint from before fingerprints
+    # a checkpoint from before the setting was recorded ran unpinned: not resumed when pinned
+    older = {k: v for k, v in fingerprint("b" * 64, new, "c2", "avx2").items() if k != "cpu_isa"}
+    pinned = fingerprint("b" * 64, new, "c2", "avx2")
+    assert [p.split(" ")[1] for p in resume_problems(older, pinned, new, new)] == ["CPU"]
 
 
 def test_pretrain_export_loads_the_checkpoint_through_the_safe_loader(
