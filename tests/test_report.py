@@ -223,7 +223,7 @@ def test_mean_std_ci_and_paper_numbers_are_shown_exactly(simple_suite, tmp_path:
     assert cnenet["Paper row"] == "CNENet (Table 2)"  # the paper's numbers are columns
     assert [cnenet[f"Paper R@{k}"] for k in (1, 2, 4, 8)] == ["74.5", "83.1", "89.2", "93.8"]
     assert cnenet["Δ R@1"] == f"{mean - 74.5:+.1f}".replace("-", "−")
-    stats_row = next(r for r in table_rows(markdown, "`cnenet`") if len(r) == 7)  # statistics
+    stats_row = next(r for r in table_rows(markdown, "`cnenet`") if len(r) == 8)  # statistics
     assert stats_row[3] == f"[{mean - half:.1f}, {mean + half:.1f}]"
     # tidy CSV: exact values, independent of the display rounding
     with open(out / "results.csv") as handle:
@@ -371,17 +371,18 @@ def test_paired_test_in_the_report_uses_the_run_files(tmp_path: Path) -> None:
     labels = np.repeat(np.arange(10), 6)  # 60 queries, 10 classes
     base_hits = np.arange(60) % 2 == 0  # 50%
     better = base_hits | (np.arange(60) % 4 == 1)  # +15 queries: 75%
-    for seed in (1, 2):
+    for seed in (1, 2, 3):
         write_run(runs, "baseline", "cub", seed, (50.0, 60, 70, 80), hits=base_hits, labels=labels)
         write_run(runs, "cnenet", "cub", seed, (75.0, 80, 85, 90), hits=better, labels=labels)
         write_run(runs, "twin", "cub", seed, (50.0, 60, 70, 80), hits=base_hits, labels=labels)
     write_report(runs, tmp_path / "out", None, resamples=500)
     markdown = (tmp_path / "out" / "results.md").read_text()
-    stats = section(markdown, "Confidence intervals and paired tests", "## Secondary")
+    stats = section(markdown, "Tests against the baseline", "## Secondary")
     cnenet = table_rows(stats, "`cnenet`")[0]
-    assert cnenet[4] == "**+25.0**" and float(cnenet[6].lstrip("< ")) < 0.05
+    assert cnenet[1] == "3 (deterministic)" and cnenet[3] == "exact"  # identical seeds
+    assert cnenet[4] == "**+25.0**" and float(cnenet[7].lstrip("< ")) < 0.05
     twin = table_rows(stats, "`twin`")[0]
-    assert twin[4:7] == ["0.0", "[0.0, 0.0]", "1.0000"]
+    assert twin[4:8] == ["0.0", "[0.0, 0.0]", "1.000", "1.000"]
     assert "Inconsistent run files" not in markdown  # neighbors.npy agrees with results.json
     assert "Paired over 60 test queries." in stats
     assert "Each of 500 resamples (random seed 0)" in markdown  # the method, stated
@@ -598,15 +599,18 @@ def test_t_intervals_are_clipped_to_percentages_and_one_seed_has_no_test(tmp_pat
     labels = np.repeat(np.arange(10), 6)
     hits = np.arange(60) % 2 == 0
     for seed, r1 in ((1, 1.0), (2, 30.0)):  # mean 15.5, the t-interval reaches far below 0
-        write_run(runs, "baseline", "cub", seed, (r1, 60, 70, 80), hits=hits, labels=labels)
+        write_run(
+            runs, "baseline", "cub", seed, (r1, 60, 70, 80), hits=hits ^ (seed == 2), labels=labels
+        )
     write_run(runs, "cnenet", "cub", 1, (40.0, 60, 70, 80), hits=hits, labels=labels)
     write_report(runs, tmp_path / "out", None, resamples=200)
     markdown = (tmp_path / "out" / "results.md").read_text()
-    stats = section(markdown, "Confidence intervals and paired tests", "## Secondary")
+    stats = section(markdown, "Tests against the baseline", "## Secondary")
     baseline = table_rows(stats, "`baseline`")[0]
     assert baseline[3].startswith("[0.0, ")
     assert table_rows(stats, "`cnenet`")[0][4] == "n/a"
-    assert "needs >= 2 seeds of both methods" in stats
+    assert "n/a for `baseline`: fewer than 3 seeds." in stats  # a test needs 3 seeds
+    assert "n/a for `cnenet`: fewer than 3 seeds." in stats
 
 
 def test_agreement_check_tells_identical_noise_and_difference(tmp_path: Path) -> None:

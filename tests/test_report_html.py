@@ -131,3 +131,57 @@ def test_screenshot_is_not_blank(report: Path, tmp_path: Path) -> None:
         assert (
             min(top.getextrema()) < 60 and min(bottom.getextrema()) < 60
         )  # dark text in both halves
+
+
+FIRST_SCREEN = """<script>
+window.addEventListener("load", () => {
+  const board = document.querySelector("table");
+  const rows = Array.from(board.querySelectorAll("tbody tr"));
+  const main = document.querySelector("main").getBoundingClientRect().width;
+  document.body.dataset.check = JSON.stringify({
+    caption: board.closest("figure, div, section, table").innerText.slice(0, 60),
+    header: Array.from(board.querySelectorAll("thead th")).map(c => c.innerText),
+    methods: rows.map(r => r.cells[1].innerText),
+    recalls: rows.map(r => parseFloat(r.cells[3].innerText)),
+    bottom: rows[rows.length - 1].getBoundingClientRect().bottom,
+    page: document.documentElement.scrollWidth,
+    widest: Math.max(...Array.from(document.querySelectorAll("table"))
+      .map(t => t.getBoundingClientRect().width)),
+    main: main,
+  });
+});
+</script>"""
+
+
+def test_first_screen_shows_the_sorted_leaderboard_and_every_table_fits(tmp_path: Path) -> None:
+    """1400 x 900: the leaderboard of a 14-method suite, with intervals and the untrained row,
+    ends above the fold, and no table is wider than the page's column."""
+    runs, labels = tmp_path / "runs", np.repeat(np.arange(20), 10)
+    rng = np.random.default_rng(0)
+    rates = dict(
+        zip([f"method_{i:02d}" for i in range(12)], np.linspace(0.3, 0.7, 12), strict=True)
+    )
+    fixed = rng.random(len(labels)) < 0.35
+    for seed in (1, 2, 3):
+        for method, rate in {"untrained": None, "baseline": 0.45, **rates}.items():
+            hits = fixed if rate is None else rng.random(len(labels)) < rate
+            r1 = 100 * hits.mean()
+            write_run(
+                runs, method, "cub", seed, (r1, r1 + 5, r1 + 9, r1 + 12), hits=hits, labels=labels
+            )
+    out = tmp_path / "reports"
+    write_report(runs, out, write_reference(tmp_path), resamples=200)
+    checked = out / "check.html"
+    checked.write_text(
+        (out / "index.html").read_text().replace("</body>", FIRST_SCREEN + "</body>")
+    )
+    done = chromium(tmp_path, "--window-size=1400,900", "--virtual-time-budget=5000",
+                    "--dump-dom", checked.as_uri())  # fmt: skip
+    match = re.search(r'data-check="([^"]+)"', done.stdout)
+    assert match, f"no render check in the DOM; chromium said: {done.stderr[-2000:]}"
+    state = json.loads(match.group(1).replace("&quot;", '"'))
+    assert state["header"][:5] == ["#", "Method", "n", "R@1", "95% CI"], state
+    assert len(state["methods"]) == 14 and "untrained" in state["methods"]
+    assert state["recalls"] == sorted(state["recalls"], reverse=True)  # best first
+    assert state["bottom"] <= 900, f"the leaderboard ends below the first screen: {state}"
+    assert state["widest"] <= state["main"] and state["page"] <= 1400, state

@@ -1,7 +1,7 @@
 """Does a fresh run of a suite agree with a committed report? ``python -m
 benchmark.report.agreement --committed reports/results.csv --runs runs/default``.
 
-What a reader should expect (README, "Reproducibility"): a CPU run's thread count and
+What a reader should expect (docs/reproducibility.md): a CPU run's thread count and
 instruction set are part of the protocol (benchmark/cpu_isa.py pins AVX2 kernels), so two runs
 with the same pinned setting and the same pretrained backbone are expected to be bit-identical on
 any CPU of the kind, AVX2 or AVX-512; with the opt-out (``FGOR_CPU_ISA=native``) on one side, or

@@ -160,7 +160,32 @@ def parameter_groups_table(grid: Grid) -> Table:
         "base rate (new layers: the protocol's new_layer_lr_multiplier x the method's ratio, "
         "times the method's tuned LR scale)."
     )
+    table.notes += unusual_rates(grid)
     return table
+
+
+UNUSUAL_MULTIPLIER = 100.0
+
+
+def unusual_rates(grid: Grid) -> list[str]:
+    """A sentence for every group whose rate is far above the new layers' (x >= 100): which
+    method key sets it, so `lr 900 (x1e+06)` does not read as a typo."""
+    notes = []
+    for method in grid.methods:
+        runs = grid.results[grid.results["method"] == method]
+        if runs.empty:
+            continue
+        config = runs.iloc[0]["config"]
+        ratios = {k: v for k, v in config.get("method", {}).items() if k.endswith("_lr_ratio")}
+        for group in runs.iloc[0]["param_groups"]:
+            if group.get("lr_multiplier", 0) >= UNUSUAL_MULTIPLIER:
+                source = ", ".join(f"`method.{k}` = {v:g}" for k, v in ratios.items())
+                notes.append(
+                    f"`{method}` {group['name']}: x{group['lr_multiplier']:g} is intended, the "
+                    f"protocol's new-layer multiplier times {source or 'the method'} (see the "
+                    "method's YAML for its source)."
+                )
+    return notes
 
 
 def provenance_table(grid: Grid) -> Table:

@@ -58,9 +58,19 @@ def png_bytes(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")  # 10 colours x 8 markers: 40 unique pairs
+
+
 def palette(methods: Sequence[str]) -> dict[str, tuple[float, float, float]]:
-    colors = sns.color_palette("colorblind" if len(methods) <= 10 else "husl", len(methods))
-    return dict(zip(methods, colors, strict=True))
+    """One colour per method, colour-blind safe (seaborn's ``colorblind``, 10 colours), fixed by
+    the method's place in the suite so every figure of a report uses the same one."""
+    colors = sns.color_palette("colorblind", 10)
+    return {method: colors[index % len(colors)] for index, method in enumerate(methods)}
+
+
+def markers(methods: Sequence[str]) -> dict[str, str]:
+    """One marker per method beside its colour: (colour, marker) is unique up to 40 methods."""
+    return {method: MARKERS[index % len(MARKERS)] for index, method in enumerate(methods)}
 
 
 def recall_curves(grid: Grid, dataset: str) -> FigureItem:
@@ -69,7 +79,7 @@ def recall_curves(grid: Grid, dataset: str) -> FigureItem:
     methods = [m for m in grid.methods if len(grid.runs(m, dataset))]
     if not methods:
         return FigureItem(name, title, "", note=f"no results on {dataset}")
-    colors = palette(grid.methods)
+    colors, shapes = palette(grid.methods), markers(grid.methods)
     with sns.axes_style("whitegrid"):
         figure = Figure(figsize=(7.6, 4.2), layout="constrained")
         axes = figure.subplots()
@@ -81,7 +91,7 @@ def recall_curves(grid: Grid, dataset: str) -> FigureItem:
                 RECALL_KS,
                 [s.mean for s in stats],
                 yerr=errors,
-                marker="o",
+                marker=shapes[method],
                 capsize=3,
                 color=colors[method],
                 label=method,
@@ -109,61 +119,48 @@ def recall_curves(grid: Grid, dataset: str) -> FigureItem:
     return FigureItem(name, title, caption, png_bytes(figure))
 
 
-def recall_bars(grid: Grid, dataset: str) -> FigureItem:
-    """R@1 per method: bar = mean, error bar = std, dots = seeds, diamond = published."""
-    name, title = f"recall1_bars_{dataset}.png", f"Recall@1 per method on {dataset}"
+def chance_level(grid: Grid, dataset: str) -> float | None:
+    """Expected R@1 of a random ranking on the dataset's test split (from the runs' health)."""
+    values = grid.results.loc[grid.results["dataset"] == dataset, "chance_recall@1"].dropna()
+    return float(values.iloc[0]) if len(values) else None
+
+
+def recall_points(grid: Grid, dataset: str) -> FigureItem:
+    """R@1 per method, best first: mean with its 95% t-interval, seeds as dots, the untrained
+    backbone and chance as reference lines; the axis spans the data, so small gaps show."""
+    name, title = f"recall1_points_{dataset}.png", f"Recall@1 per method on {dataset}"
     runs = grid.results[grid.results["dataset"] == dataset]
     if runs.empty:
         return FigureItem(name, title, "", note=f"no results on {dataset}")
-    order = [m for m in grid.methods if m in set(runs["method"])]
-    colors = palette(grid.methods)
+    order = sorted(set(runs["method"]), key=lambda m: -grid.summary(m, dataset, "recall@1").mean)
+    colors, shapes = palette(grid.methods), markers(grid.methods)
     with sns.axes_style("whitegrid"):
-        figure = Figure(figsize=(max(4.5, 0.9 * len(order) + 2), 4.0), layout="constrained")
+        figure = Figure(figsize=(7.2, 0.38 * len(order) + 1.4), layout="constrained")
         axes = figure.subplots()
-        published = False
-        sns.barplot(
-            data=runs,
-            x="method",
-            y="recall@1",
-            order=order,
-            hue="method",
-            hue_order=order,
-            palette=[colors[m] for m in order],
-            errorbar="sd",
-            capsize=0.2,
-            ax=axes,
-            legend=False,
-            alpha=0.85,
-        )
-        sns.stripplot(
-            data=runs,
-            x="method",
-            y="recall@1",
-            order=order,
-            color="black",
-            size=4,
-            jitter=False,
-            ax=axes,
-        )
-        for index, method in enumerate(order):
-            paper = grid.reference.comparison(method, dataset)
-            if paper is not None and not math.isnan(paper.recalls[0]):
-                published = True
-                axes.scatter(
-                    [index],
-                    [paper.recalls[0]],
-                    marker="D",
-                    color="white",
-                    edgecolor="black",
-                    zorder=5,
-                    s=40,
-                )
-        axes.set_xlabel("")
-        axes.set_ylabel("Recall@1 (%)")
+        for row, method in enumerate(order):
+            summary = grid.summary(method, dataset, "recall@1")
+            half = 0.0 if math.isnan(summary.ci95) else summary.ci95
+            axes.errorbar(
+                [summary.mean], [row], xerr=[[half], [half]], marker=shapes[method],
+                color=colors[method], capsize=3, markersize=7, linestyle="none",
+            )  # fmt: skip
+            seeds = grid.runs(method, dataset)["recall@1"].to_numpy(dtype=float)
+            axes.scatter(seeds, np.full(len(seeds), row + 0.22), s=9, color="0.35", zorder=3)
+        references = {"untrained": grid.summary("untrained", dataset, "recall@1").mean}
+        references["chance"] = chance_level(grid, dataset)
+        for (label, value), style in zip(references.items(), ("--", ":"), strict=True):
+            if value is not None and not math.isnan(value):
+                axes.axvline(value, color="0.3", linestyle=style, linewidth=1)
+                axes.annotate(label, (value, len(order) - 0.4), fontsize=8, color="0.3",
+                              rotation=90, va="top", ha="right")  # fmt: skip
+        axes.set_yticks(range(len(order)), order)
+        axes.invert_yaxis()
+        axes.set_xlabel("Recall@1 (%)")
         axes.set_title(title)
-        axes.tick_params(axis="x", rotation=30)
-    caption = "Bars: mean over seeds, error bars ± 1 std, dots: single seeds"
-    caption += "; ◇: published R@1." if published else "."
+    caption = (
+        "Mean over seeds with its 95% t-interval (markers as in every figure), grey dots: single "
+        "seeds; dashed: the untrained backbone, dotted: chance (random ranking)."
+    )
     return FigureItem(name, title, caption, png_bytes(figure))
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.report import figures
+from benchmark.report import figures, runfiles
 from benchmark.report.figures import FigureItem, embedding_methods
 from benchmark.report.grid import Grid
 from benchmark.safe_io import load_npy
@@ -39,9 +39,19 @@ def manifest_path(config: dict, data_root: Path) -> tuple[Path, str]:
     return path, (root / "manifest.csv").as_posix()
 
 
+def best_method(grid: Grid, dataset: str) -> str | None:
+    ran = [m for m in grid.methods if grid.summary(m, dataset, "recall@1").n]
+    return max(ran, key=lambda m: grid.summary(m, dataset, "recall@1").mean) if ran else None
+
+
 def retrieval_figures(grid: Grid, dataset: str, data_root: Path) -> list[FigureItem]:
+    """Retrieval grids of the baseline, the best method by R@1 and the first method with CARE
+    maps (each once)."""
     items = []
-    for run in example_runs(grid, dataset, embedding_methods(grid)):
+    names = tuple(
+        dict.fromkeys(filter(None, (*embedding_methods(grid), best_method(grid, dataset))))
+    )
+    for run in example_runs(grid, dataset, names):
         name = f"retrieval_{run['method']}_{dataset}.png"
         title = f"Retrieval examples: {run['method']} on {dataset}, seed {run['seed']}"
         run_dir = Path(run["run_dir"])
@@ -103,10 +113,12 @@ def care_map_figures(grid: Grid) -> list[FigureItem]:
             continue
         name = f"care_maps_{method}_{dataset}_seed{seed}.png"
         title = f"CARE maps M and refined maps E: {method} on {dataset}, seed {seed}"
+        folder = runfiles.report_path(method, dataset, seed, "").as_posix()
         caption = (
-            f"Test images of two classes (rows); columns: image, M_1..M_l, E_1..E_l, rendered "
-            f"by the evaluation of {grid.link(Path(run_dir))} (python -m benchmark.care_maps "
-            "<run dir> re-renders it)."
+            f"Test images of two classes (rows); columns: image, M_1..M_l, E_1..E_l, rendered by "
+            f"the evaluation of the run in [{folder}]({folder}results.json); `python -m "
+            f"benchmark.care_maps runs/<suite>/{method}/{dataset}/seed{seed}` re-renders it from "
+            "the run's own folder."
         )
         items.append(FigureItem(name, title, caption, rendered.read_bytes()))
     return items
@@ -117,7 +129,7 @@ def all_figures(grid: Grid, data_root: Path) -> list[FigureItem]:
     for dataset in grid.datasets:
         if grid.results[grid.results["dataset"] == dataset].empty:
             continue
-        items += [figures.recall_curves(grid, dataset), figures.recall_bars(grid, dataset)]
+        items += [figures.recall_curves(grid, dataset), figures.recall_points(grid, dataset)]
         items.append(figures.training_curves(grid, dataset))
         items += retrieval_figures(grid, dataset, data_root)
         items.append(embedding_figure(grid, dataset))

@@ -102,11 +102,14 @@ def to_html_page(document: Document, meta: str) -> str:
         if isinstance(b, Heading) and b.level == 2
     )
     alerts = "\n".join(block_html(block) for block in blocks[:lead])
-    body = "\n".join(block_html(block) for block in blocks[lead:])
+    sections = [i for i, b in enumerate(blocks) if isinstance(b, Heading) and b.level == 2]
+    split = sections[1] if len(sections) > 1 else lead  # the first section, then the contents
+    first = "\n".join(block_html(block) for block in blocks[lead:split])
+    body = "\n".join(block_html(block) for block in blocks[max(lead, split) :])
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(document.title)}</title><style>{CSS}</style></head>\n<body><main>"
         f'<h1>{html.escape(document.title)}</h1><p class="meta">{inline_html(meta)}</p>'
-        f'{alerts}<nav class="toc">{toc}</nav>\n{body}\n</main></body></html>\n'
+        f'{alerts}\n{first}<nav class="toc">{toc}</nav>\n{body}\n</main></body></html>\n'
     )

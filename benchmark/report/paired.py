@@ -1,5 +1,5 @@
-"""The statistics tables: 95% t-intervals over seeds and the paired bootstrap of each method
-against the baseline on the same test queries (per-query hits from neighbors.npy)."""
+"""Per-query hits of a method's runs (from neighbors.npy), the input of every test
+(benchmark/report/leaderboard.py), and the check that they agree with results.json."""
 
 from __future__ import annotations
 
@@ -8,14 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.report.grid import BASELINE, MISSING, Grid, number
-from benchmark.report.stats import (
-    MIN_SEEDS_FOR_TEST,
-    PairedResult,
-    hierarchical_bootstrap,
-    hits_at_k,
-)
-from benchmark.report.tables import Column, Table
+from benchmark.report.grid import MISSING, Grid, number
+from benchmark.report.stats import hits_at_k
 from benchmark.safe_io import load_npy
 
 
@@ -52,76 +46,6 @@ def method_hits(grid: Grid, method: str, dataset: str, k: int) -> Hits | str:
         except ValueError as error:
             return f"{grid.link(neighbors_path)}: {error}"
     return Hits(np.stack(hits).astype(np.float64), labels_first)
-
-
-def paired_result(
-    grid: Grid, method: str, dataset: str, resamples: int, seed: int, k: int = 1
-) -> PairedResult | str:
-    ours, base = method_hits(grid, method, dataset, k), method_hits(grid, BASELINE, dataset, k)
-    if isinstance(base, str):
-        return f"baseline: {base}"
-    if isinstance(ours, str):
-        return ours
-    if not np.array_equal(ours.labels, base.labels):
-        return "test queries differ from the baseline's"
-    if min(len(ours.per_seed), len(base.per_seed)) < MIN_SEEDS_FOR_TEST:
-        return f"the test over seeds needs >= {MIN_SEEDS_FOR_TEST} seeds of both methods"
-    return hierarchical_bootstrap(ours.per_seed, base.per_seed, resamples=resamples, seed=seed)
-
-
-def statistics_tables(grid: Grid, resamples: int, seed: int) -> list[Table]:
-    tables = []
-    for dataset in grid.datasets:
-        columns = [
-            Column("Method"),
-            Column("n", "r"),
-            Column("R@1", "r"),
-            Column("95% CI (t)", "r"),
-            Column("Δ R@1 vs baseline", "r"),
-            Column("95% CI of Δ", "r"),
-            Column("p", "r"),
-        ]
-        table = Table(
-            f"statistics-{dataset}", f"Confidence intervals and paired tests on {dataset}", columns
-        )
-        reasons: dict[str, list[str]] = {}  # why a paired test is not available -> methods
-        queries: set[int] = set()
-        for method in grid.methods:
-            summary = grid.summary(method, dataset, "recall@1")
-            if summary.n == 0:
-                continue
-            ci = (  # a percentage: the t-interval is clipped to [0, 100]
-                "n/a (n = 1)"
-                if summary.n == 1
-                else f"[{number(max(0.0, summary.ci_low))}, {number(min(100.0, summary.ci_high))}]"
-            )
-            if method == BASELINE:
-                test = ["reference", "", ""]
-            else:
-                result = paired_result(grid, method, dataset, resamples, seed)
-                if isinstance(result, str):
-                    reasons.setdefault(result, []).append(method)
-                    test = ["n/a", "", ""]
-                else:
-                    p = f"{result.p_value:.4f}" if result.p_value >= 1e-3 else "< 0.001"
-                    queries.add(result.queries)
-                    marker = "**" if result.p_value < 0.05 else ""
-                    interval = (
-                        f"[{number(result.ci_low, sign=True)}, {number(result.ci_high, sign=True)}]"
-                    )
-                    test = [f"{marker}{number(result.difference, sign=True)}{marker}", interval, p]
-            table.add(f"`{method}`", str(summary.n), number(summary.mean), ci, *test)
-        table.notes.append(
-            "Δ in bold: p < 0.05 (hierarchical bootstrap over seeds, then test queries, as "
-            "described above)."
-        )
-        if queries:
-            counts = ", ".join(f"{q:,}" for q in sorted(queries))
-            table.notes.append(f"Paired over {counts} test queries.")
-        for reason, methods in reasons.items():
-            table.notes.append(f"n/a for {', '.join(f'`{m}`' for m in methods)}: {reason}.")
-        tables.append(table)
-    return tables
 
 
 def consistency_issues(grid: Grid) -> list[str]:

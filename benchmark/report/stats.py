@@ -21,46 +21,6 @@ SUMMARY_TEXT = (
 )
 
 
-def hierarchical_test_text(resamples: int, seed: int, k: int = 1) -> str:
-    first = (
-        "its nearest gallery image has"
-        if k == 1
-        else f"any of its first {k} retrieved gallery images has"
-    )
-    return (
-        f"Test against the baseline that accounts for seeds and queries (hierarchical "
-        f"bootstrap): for every run and query q, hit(q) = 1 when {first} the query's label "
-        f"(from each run's neighbors.npy and test_labels.npy). Each of {resamples:,} resamples "
-        f"(random seed {seed}) draws, with replacement, as many seeds as each method has from "
-        f"that method's own seeds (the two methods' seeds are independent runs, not pairs), then "
-        f"the test queries, the same draw for both methods; Δ* = 100 · mean over the drawn "
-        f"queries of (mean hit of the method's drawn seeds − mean hit of the baseline's). "
-        f"Δ R@{k} is the observed difference of the seed-averaged hit rates (percentage points), "
-        f"its 95% CI the percentile interval of Δ*, and the two-sided p-value "
-        f"(1 + #{{|Δ* − Δ| ≥ |Δ|}}) / (resamples + 1), the bootstrap distribution shifted to the "
-        f"null Δ = 0. Both methods need at least 2 seeds, otherwise the seed-to-seed spread is "
-        f"unknown and the test is shown as not available. No correction for multiple comparisons."
-    )
-
-
-def paired_test_text(resamples: int, seed: int, k: int = 1) -> str:
-    first = (
-        "its nearest gallery image has"
-        if k == 1
-        else f"any of its first {k} retrieved gallery images has"
-    )
-    return (
-        f"Paired test against the baseline on the same test queries: for every query q, "
-        f"hit(q) = 1 when {first} the query's label "
-        f"(from each run's neighbors.npy and test_labels.npy); the hits of each method are "
-        f"averaged over its seeds, and d(q) = hit_method(q) − hit_baseline(q). "
-        f"Δ R@{k} = 100 · mean d (percentage points). Its 95% CI is the percentile interval of a "
-        f"bootstrap over queries ({resamples:,} resamples, random seed {seed}); the two-sided "
-        f"p-value is (1 + #{{|Δ* − Δ| ≥ |Δ|}}) / ({resamples:,} + 1), the bootstrap distribution "
-        f"shifted to the null hypothesis Δ = 0. No correction for multiple comparisons."
-    )
-
-
 @dataclass(frozen=True)
 class Summary:
     """Mean, sample std (NaN for n = 1) and the half-width of the 95% t-interval (NaN for n < 2)."""

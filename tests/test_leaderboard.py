@@ -1,0 +1,111 @@
+"""The leaderboard and its tests: Holm's correction, compact letters, deterministic rows, the
+generated sentence, and p-values recomputed from the committed report's own files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.report import comparisons, leaderboard
+from benchmark.report.build import write_report
+from tests.test_report import section, table_rows, write_run
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_holm_steps_down_and_stays_monotone() -> None:
+    assert comparisons.holm([0.01, 0.04, 0.03]) == [0.03, 0.06, 0.06]
+    assert comparisons.holm([0.5, 0.001]) == [0.5, 0.002]
+    assert comparisons.holm([0.9, 0.8, 0.7]) == [1.0, 1.0, 1.0]  # capped at 1, never decreasing
+
+
+def test_letters_group_methods_that_do_not_differ() -> None:
+    assert comparisons.letters(["x", "y", "z"], set()) == {"x": "a", "y": "a", "z": "a"}
+    assert comparisons.letters(["x", "y", "z"], {frozenset({"x", "z"})}) == {
+        "x": "a", "y": "ab", "z": "b"
+    }  # fmt: skip
+    every = {frozenset(p) for p in (("w", "x"), ("w", "y"), ("x", "y"))}
+    assert comparisons.letters(["w", "x", "y"], every) == {"w": "a", "x": "b", "y": "c"}
+
+
+def test_shared_bootstrap_matches_the_pairwise_one_in_distribution() -> None:
+    rng = np.random.default_rng(1)
+    hits = {m: (rng.random((3, 400)) < rate).astype(float) for m, rate in (("a", 0.6), ("b", 0.4))}
+    means = comparisons.bootstrap_means(hits, resamples=2000, seed=0)
+    (found,) = comparisons.compare(hits, means, [("a", "b")])
+    from benchmark.report.stats import hierarchical_bootstrap
+
+    direct = hierarchical_bootstrap(hits["a"], hits["b"], resamples=2000, seed=0)
+    assert found.difference == pytest.approx(direct.difference)
+    assert found.ci_low == pytest.approx(direct.ci_low, abs=1.0)  # same procedure, other draws
+    assert found.ci_high == pytest.approx(direct.ci_high, abs=1.0)
+    assert found.p_value < 0.01 and direct.p_value < 0.01
+    again = comparisons.bootstrap_means({**hits, "c": hits["b"]}, resamples=2000, seed=0)
+    assert np.array_equal(again["a"], means["a"]), "adding a method changed another's draws"
+
+
+def board(tmp_path: Path) -> tuple[str, Path]:
+    runs, labels = tmp_path / "runs", np.repeat(np.arange(20), 5)  # 100 queries
+    rng = np.random.default_rng(0)
+    untrained = rng.random(100) < 0.3
+    for seed in (1, 2, 3):
+        noise = rng.random(100)
+        rows = {
+            "untrained": untrained,  # deterministic: the same hits for every seed
+            "baseline": noise < 0.5,
+            "better": noise < 0.9,
+            "twin": noise < 0.51,
+        }
+        for method, hits in rows.items():
+            r1 = 100.0 * hits.mean()
+            write_run(runs, method, "cub", seed, (r1, 60, 70, 80), hits=hits, labels=labels)
+    write_run(
+        runs, "lonely", "cub", 1, (100.0, 100, 100, 100), hits=np.ones(100, bool), labels=labels
+    )
+    out = tmp_path / "out"
+    write_report(runs, out, None, resamples=1000)
+    return (out / "results.md").read_text(), out
+
+
+def test_leaderboard_opens_the_report_sorted_with_intervals_and_the_untrained_row(
+    tmp_path: Path,
+) -> None:
+    markdown, out = board(tmp_path)
+    assert markdown.index("## Leaderboard") < markdown.index("## Comparison")
+    top = section(markdown, "## Leaderboard", "## Comparison")
+    rows = {row[1].strip("`"): row for row in table_rows(top, None)[1:]}
+    assert [row[1] for row in table_rows(top, None)[1:]] == [
+        "`lonely`", "`better`", "`twin`", "`baseline`", "`untrained`"
+    ]  # fmt: skip
+    assert [rows[m][0] for m in ("lonely", "better", "untrained")] == ["1", "2", "5"]
+    assert rows["untrained"][2] == "3 (deterministic)" and rows["untrained"][4] == "exact"
+    better, twin, lonely = rows["better"], rows["twin"], rows["lonely"]
+    assert better[5].startswith("**+") and better[7].startswith("**+")  # vs untrained, baseline
+    assert not twin[7].startswith("**")  # within a point of the baseline on 100 queries: a tie
+    assert lonely[5:10] == ["—", "n/a", "—", "n/a", "—"]  # one seed: no test, no claim
+    assert "`lonely` is not tested: fewer than 3 seeds." in top
+    assert set(twin[9]) & set(rows["baseline"][9])  # they share a letter
+    assert not set(better[9]) & set(twin[9])
+    sentence = top.splitlines()[2]
+    assert sentence.startswith("On cub, the best R@1 is 100.0 (`lonely`) of 5 methods.")
+    assert "Against `baseline`: 1 better (`better`), 1 worse (`untrained`)," in sentence
+    assert "1 of 3 not distinguishable" in sentence
+    assert (out / "leaderboard.md").read_text().count("| `") == 5
+
+
+def test_statistics_recompute_exactly_from_the_reports_own_files(tmp_path: Path) -> None:
+    _, out = board(tmp_path)
+    committed = pd.read_csv(out / "statistics.csv")
+    assert set(committed["family"]) == {"vs_baseline", "vs_untrained", "pairwise"}
+    pd.testing.assert_frame_equal(leaderboard.recompute(out), committed, check_exact=True)
+
+
+def test_committed_report_p_values_recompute_exactly_in_a_clone() -> None:
+    """The default report's every p-value from its committed per-query files alone."""
+    committed = pd.read_csv(REPO / "reports" / "statistics.csv")
+    pd.testing.assert_frame_equal(
+        leaderboard.recompute(REPO / "reports"), committed, check_exact=True
+    )

@@ -1,0 +1,54 @@
+"""The README is a front door: short, its results block generated from the committed report and
+agreeing with reports/results.csv, and every relative link of it and of docs/ resolving."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.report import readme
+
+REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
+LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)]*)?\)")
+
+
+def results_block() -> str:
+    text = README.read_text()
+    return text.split(readme.START)[1].split(readme.END)[0]
+
+
+def test_readme_is_a_front_door() -> None:
+    assert len(README.read_text().splitlines()) <= 200
+    assert "dvc repro" in README.read_text() and "python3 tasks.py test" in README.read_text()
+
+
+def test_results_block_is_the_generated_leaderboard() -> None:
+    assert readme.main(["--report", str(REPO / "reports"), "--readme", str(README), "--check"]) == 0
+
+
+def test_every_number_of_the_results_block_is_in_results_csv() -> None:
+    csv = pd.read_csv(REPO / "reports" / "results.csv")
+    recall = csv[csv["metric"] == "recall@1"].set_index("method")["mean"]
+    rows = [line.split("|")[1:-1] for line in results_block().splitlines() if line.startswith("| ")]
+    checked = 0
+    for cells in rows:
+        cells = [c.strip() for c in cells]
+        method = cells[1].strip("`")
+        if method in recall.index:
+            assert cells[3] == f"{recall[method]:.1f}", f"README R@1 of {method}: {cells[3]}"
+            checked += 1
+    assert checked == len(recall), "every method of results.csv is in the README's block"
+
+
+def test_relative_links_of_readme_and_docs_resolve() -> None:
+    broken = []
+    for page in [README, *sorted((REPO / "docs").glob("*.md"))]:
+        for target in LINK.findall(page.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(REPO)}: {target}")
+    assert not broken, broken
