@@ -5,9 +5,11 @@ as its metrics output.
 One small file per cell, ``metrics/<dataset>/<method>.json`` = ``{"recall@1": mean, ...,
 "map@r": mean, "n": seeds}``: the mean over seeds, in percent, of every cell with at least one
 finished run (others are left out). Every file has the same six keys, so ``dvc metrics show``
-prints one row per cell and six columns (about 110 characters wide), and ``dvc metrics diff``
-one row per cell and metric. ``dvc exp show`` names a column ``<path>:recall@1``; a 120-column
-view keeps a few: ``dvc exp show --drop '.*' --keep 'Experiment|.*/cnenet\\.json:recall@1$'``.
+prints one row per cell and six columns (107 characters wide for the default suite), and
+``dvc metrics diff`` one row per cell and metric. ``dvc exp show`` names a column
+``<path>:recall@1`` (about 50 characters), so a 120-column view keeps one cell:
+``dvc exp show --drop '.*' --keep 'Experiment|suite\\.name$|.*/synthetic/cnenet\\.json:recall@1$'``
+(the README's command).
 """
 
 from __future__ import annotations
