@@ -54,11 +54,12 @@ def test_dvc_pipeline_in_a_clone(tmp_path: Path) -> None:
     table = (clone / "reports/tiny/results.md").read_text()
     assert "baseline" in table
     # DVC-native tracking: the report's metrics per experiment, each run's DVCLive history
+    cell = "reports/tiny/metrics/synthetic_tiny/baseline.json"
     shown = run(["dvc", "exp", "show", "--md", "--no-pager"], clone)
-    assert "baseline.synthetic_tiny.recall@1" in shown, shown
-    assert "baseline.synthetic_tiny.recall@1" in run(["dvc", "metrics", "show"], clone)
+    assert f"{cell}:recall@1" in shown, shown
+    assert cell in run(["dvc", "metrics", "show"], clone)
     plots = run(["dvc", "plots", "show", "--json"], clone)
-    curve = "curves/baseline/synthetic_tiny/seed1/total.tsv"  # gathered by the report stage
+    curve = "reports/tiny/plots/synthetic_tiny/total.tsv"  # gathered by the report stage
     assert curve in plots and '"errors"' not in plots, plots[-2000:]
 
     second = run(["dvc", "repro"], clone)

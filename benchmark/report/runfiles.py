@@ -23,8 +23,9 @@ COPIED = (
 )
 MAX_BYTES = 256 * 1024
 FOLDER = "runs"
-CURVES = "curves"  # <report>/curves/<method>/<dataset>/seed<k>/<column>.tsv: dvc.yaml's plots
-DVCLIVE_CURVES = Path("dvclive") / "plots" / "metrics"  # where a run's DVCLive writes them
+# files the report writes into folders of its own, deleted when an earlier report wrote them and
+# this one does not: (folder, file suffix); curves/ held per-run DVC plots before plots/ did
+GENERATED = (("metrics", ".json"), ("plots", ".tsv"), ("curves", ".tsv"))
 
 
 def report_path(method: str, dataset: str, seed: int, name: str) -> Path:
@@ -44,11 +45,6 @@ def run_files(results: pd.DataFrame) -> dict[Path, bytes]:
             source = Path(row.run_dir) / name
             if copyable(source):
                 files[report_path(row.method, row.dataset, row.seed, name)] = source.read_bytes()
-        curves = Path(row.run_dir) / DVCLIVE_CURVES
-        for source in sorted(curves.glob("*.tsv")) if curves.is_dir() else []:
-            if copyable(source):
-                target = Path(CURVES) / row.method / row.dataset / f"seed{row.seed}" / source.name
-                files[target] = source.read_bytes()
     return files
 
 
@@ -61,10 +57,13 @@ def config_hash(run_dir: Path) -> str:
 
 
 def remove_stale(out_dir: Path, keep: set[Path]) -> None:
-    """Delete copied run files and curves of an earlier report that this one does not write."""
+    """Delete copied run files, DVC metrics and plots of an earlier report that this one does not
+    write."""
     names = {name for _, name in COPIED}
-    folders = [(Path(out_dir) / FOLDER, names.__contains__),
-               (Path(out_dir) / CURVES, lambda name: name.endswith(".tsv"))]  # fmt: skip
+    folders = [(Path(out_dir) / FOLDER, names.__contains__)]
+    folders += [
+        (Path(out_dir) / f, lambda name, s=suffix: name.endswith(s)) for f, suffix in GENERATED
+    ]
     for folder, wanted in folders:
         if not folder.is_dir():
             continue
