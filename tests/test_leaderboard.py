@@ -98,14 +98,14 @@ def test_leaderboard_opens_the_report_sorted_with_intervals_and_the_untrained_ro
 
 def test_statistics_recompute_exactly_from_the_reports_own_files(tmp_path: Path) -> None:
     _, out = board(tmp_path)
-    committed = pd.read_csv(out / "statistics.csv")
+    committed = pd.read_csv(out / "statistics" / "tests.csv")
     assert set(committed["family"]) == {"vs_baseline", "vs_untrained", "pairwise"}
     pd.testing.assert_frame_equal(leaderboard.recompute(out), committed, check_exact=True)
 
 
 def test_committed_report_p_values_recompute_exactly_in_a_clone() -> None:
     """The default report's every p-value from its committed per-query files alone."""
-    committed = pd.read_csv(REPO / "reports" / "statistics.csv")
+    committed = pd.read_csv(REPO / "reports" / "statistics" / "tests.csv")
     pd.testing.assert_frame_equal(
         leaderboard.recompute(REPO / "reports"), committed, check_exact=True
     )

@@ -279,11 +279,13 @@ def write_report(
         + "\n".join(to_latex(t) for t in parts.latex),
         "index.html": to_html_page(page, meta),
         "leaderboard.md": to_markdown_document(board),  # the README's results block
-        "statistics.csv": leaderboard.statistics_frame(
+        "statistics/tests.csv": leaderboard.statistics_frame(
             parts.tests, resamples, bootstrap_seed
         ).to_csv(index=False, float_format="%.17g"),
         **{
-            f"per_query_{t.dataset}.csv": leaderboard.per_query_frame(t).to_csv(index=False)
+            f"statistics/per_query_{t.dataset}.csv": leaderboard.per_query_frame(t).to_csv(
+                index=False
+            )
             for t in parts.tests
             if t.labels is not None
         },

@@ -5,7 +5,8 @@ do not differ (compact letters), the minimum detectable difference, and one gene
 The tests of a dataset form three families, each Holm-corrected on its own: every method against
 the baseline, every method against the untrained backbone, every pair (the letters). They run on
 per-query hits at rank 1 (from each run's neighbors.npy), which the report also writes as
-``per_query_<dataset>.csv`` beside ``statistics.csv`` (every test, full precision): the committed
+``statistics/per_query_<dataset>.csv`` beside ``statistics/tests.csv`` (every test, full
+precision): the committed
 p-values are recomputed from those files alone (:func:`recompute`, tested).
 """
 
@@ -26,6 +27,7 @@ from benchmark.report.paired import method_hits
 from benchmark.report.tables import Column, Table
 
 UNTRAINED = "untrained"
+STATISTICS = "statistics"  # <report>/statistics/: tests.csv and per_query_<dataset>.csv
 FAMILIES = {"vs_baseline": BASELINE, "vs_untrained": UNTRAINED}  # family -> its reference
 PAIRWISE = "pairwise"
 CHECKPOINT_POLICY = (
@@ -259,12 +261,14 @@ def hits_from_frame(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def recompute(report_dir: Path) -> pd.DataFrame:
-    """statistics.csv recomputed from the per-query files of a report alone."""
-    committed = pd.read_csv(Path(report_dir) / "statistics.csv")
+    """statistics/tests.csv recomputed from the report's per-query files alone."""
+    committed = pd.read_csv(Path(report_dir) / STATISTICS / "tests.csv")
     resamples, seed = int(committed["resamples"].iloc[0]), int(committed["bootstrap_seed"].iloc[0])
     tests = []
     for dataset in sorted(set(committed["dataset"])):
-        hits = hits_from_frame(pd.read_csv(Path(report_dir) / f"per_query_{dataset}.csv"))
+        hits = hits_from_frame(
+            pd.read_csv(Path(report_dir) / STATISTICS / f"per_query_{dataset}.csv")
+        )
         tests.append(
             DatasetTests(dataset, hits, None, {}, families=families_of(hits, resamples, seed))
         )
@@ -275,7 +279,7 @@ def tests_text(resamples: int, seed: int) -> str:
     return (
         "Tests (hierarchical bootstrap over seeds and test queries): for every run and test query "
         "q, hit(q) = 1 when its nearest gallery image has the query's label (each run's "
-        f"neighbors.npy; all of them in per_query_<dataset>.csv). Each of {resamples:,} "
+        f"neighbors.npy; all of them in statistics/per_query_<dataset>.csv). Each of {resamples:,} "
         f"resamples (random seed {seed}) draws the test queries with replacement, the same draw "
         "for every method, and each method's seeds with replacement, independently per method "
         "(seeds of two methods are independent runs, not pairs); Δ* is the difference of the two "
@@ -285,7 +289,7 @@ def tests_text(resamples: int, seed: int) -> str:
         "each family: all methods against the baseline, all against the untrained backbone, and "
         f"all pairs (the leaderboard's groups). A method needs {comparisons.MIN_SEEDS} seeds to "
         "be tested, unless its seeds retrieve identically (deterministic, e.g. no training). "
-        "Every test, with full-precision p-values, is in statistics.csv."
+        "Every test, with full-precision p-values, is in statistics/tests.csv."
     )
 
 
