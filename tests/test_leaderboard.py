@@ -94,6 +94,9 @@ def test_leaderboard_opens_the_report_sorted_with_intervals_and_the_untrained_ro
     assert "Against `baseline`: 1 better (`better`), 1 worse (`untrained`)," in sentence
     assert "1 of 3 not distinguishable" in sentence
     assert (out / "leaderboard.md").read_text().count("| `") == 5
+    comparison = section(markdown, "## Comparison", "## Statistics")
+    assert table_rows(comparison, "`untrained`")[0][3].endswith(" (deterministic)")  # no "± 0.0"
+    assert "deterministic" not in " ".join(table_rows(comparison, "`baseline`")[0])
 
 
 def test_statistics_recompute_exactly_from_the_reports_own_files(tmp_path: Path) -> None:

@@ -87,6 +87,12 @@ class Grid:
         values = self.runs(method, dataset)[metric].dropna()
         return summarize(values.to_numpy(dtype=float))
 
+    def deterministic(self, method: str, dataset: str) -> bool:
+        """Several seeds with every metric identical: one result, not a spread (e.g. untrained)."""
+        runs = self.runs(method, dataset)
+        metrics = [m for m in METRIC_NAMES if m in runs.columns]
+        return len(runs) > 1 and bool((runs[metrics].nunique(dropna=False) == 1).all())
+
     def degenerate_count(self, method: str, dataset: str) -> int:
         return int(self.runs(method, dataset)["degenerate"].fillna(False).astype(bool).sum())
 

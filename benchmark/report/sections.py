@@ -49,6 +49,8 @@ def best_values(grid: Grid, dataset: str, methods: list[str], metrics: tuple[str
 def measured_cell(grid: Grid, method: str, dataset: str, metric: str, best: dict) -> str:
     summary = grid.summary(method, dataset, metric)
     text = mean_std(summary)
+    if grid.deterministic(method, dataset):  # n identical seeds: no spread to show
+        text = f"{number(summary.mean)} (deterministic)"
     degenerate = grid.degenerate_count(method, dataset)
     if degenerate:  # never averaged in silently: marked, and listed at the top of the report
         return f"{text} {DEGENERATE}{degenerate}/{summary.n}"
