@@ -75,6 +75,7 @@ def test_leaderboard_opens_the_report_sorted_with_intervals_and_the_untrained_ro
 ) -> None:
     markdown, out = board(tmp_path)
     assert markdown.index("## Leaderboard") < markdown.index("## Comparison")
+    assert "the CPU's own kernels" not in markdown  # every run pinned: no alert
     top = section(markdown, "## Leaderboard", "## Comparison")
     rows = {row[1].strip("`"): row for row in table_rows(top, None)[1:]}
     assert [row[1] for row in table_rows(top, None)[1:]] == [

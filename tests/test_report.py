@@ -79,8 +79,10 @@ def write_run(
     root: str = "data/none",
     started: str = "2025-01-02T03:04:05+00:00",
     health: dict | None = None,
+    cpu_isa: str | None = "avx2",
 ) -> Path:
-    """A run directory as benchmark/train.py writes it, with the numbers the test chooses."""
+    """A run directory as benchmark/train.py writes it, with the numbers the test chooses
+    (``cpu_isa=None``: a run from before the instruction-set setting was recorded)."""
     run_dir = runs / method / dataset / f"seed{seed}"
     run_dir.mkdir(parents=True)
     if hits is not None:
@@ -145,6 +147,7 @@ def write_run(
             "device": "cpu: test",
             "python": "3.11",
             "started": started,
+            **({"cpu": {"isa": {"setting": cpu_isa}}} if cpu_isa else {}),
         },
         "config": config,
     }
@@ -644,10 +647,12 @@ def test_agreement_expects_identical_numbers_from_pinned_runs_of_one_backbone(
     from benchmark.report.agreement import main as agreement
 
     committed_runs, fresh = tmp_path / "committed", tmp_path / "fresh"
-    for seed, r1 in ((1, 50.0), (2, 54.0), (3, 52.0)):
-        write_run(committed_runs, "baseline", "cub", seed, (r1, 60, 70, 80))
-        write_run(fresh, "baseline", "cub", seed, (r1 + 0.5, 60, 70, 80))  # within noise only
+    for seed, r1 in ((1, 50.0), (2, 54.0), (3, 52.0)):  # from before the setting was recorded
+        write_run(committed_runs, "baseline", "cub", seed, (r1, 60, 70, 80), cpu_isa=None)
+        write_run(fresh, "baseline", "cub", seed, (r1 + 0.5, 60, 70, 80), cpu_isa=None)
     write_report(committed_runs, tmp_path / "out", None, resamples=100)
+    markdown = (tmp_path / "out" / "results.md").read_text()
+    assert "3 of 3 runs used the CPU's own kernels (native (unrecorded))" in markdown
     csv_path = tmp_path / "out" / "results.csv"
     # runs that recorded no setting ran unpinned: noise is all one may expect
     assert run_inputs(fresh)["CPU instruction set"] == {"native"}

@@ -113,6 +113,18 @@ def alerts(grid: Grid, differences: list[fairness.Difference], issues: list[str]
                     "info",
                 )
             )
+    unpinned = grid.results[grid.results["cpu_isa"] != "avx2"]
+    if len(unpinned):
+        settings = ", ".join(sorted(set(unpinned["cpu_isa"])))
+        out.append(
+            Alert(
+                f"{len(unpinned)} of {len(grid.results)} runs used the CPU's own kernels "
+                f"({settings}) instead of the pinned instruction set (FGOR_CPU_ISA, "
+                "docs/reproducibility.md): their numbers agree with pinned runs only within "
+                "seed noise.",
+                "info",
+            )
+        )
     dirty = int(grid.results["git_dirty"].sum())
     if dirty:
         out.append(

@@ -36,7 +36,8 @@ TOP_LEVEL = {
 
 COLUMNS = (
     "method", "dataset", "seed", "builder", "suite", *METRICS, *COST, "run_dir", "results_path",
-    "command", "git_commit", "git_dirty", "manifest_sha256", "device", "started", "libraries",
+    "command", "git_commit", "git_dirty", "manifest_sha256", "device", "cpu_isa", "started",
+    "libraries",
     "declared", "capabilities", "param_groups", "config", "degenerate", "degenerate_reasons",
     "chance_recall@1", "dead_map_fraction",
 )  # fmt: skip
@@ -138,6 +139,7 @@ def _row(data: dict[str, Any], path: Path) -> dict[str, Any]:
         "git_dirty": bool(provenance["git_dirty"]),
         "manifest_sha256": str(provenance["manifest_sha256"]),
         "device": str(provenance["device"]),
+        "cpu_isa": cpu_isa_setting(provenance),
         "started": str(provenance["started"]),
         "libraries": provenance["libraries"],
         "declared": data["declared"],
@@ -146,6 +148,13 @@ def _row(data: dict[str, Any], path: Path) -> dict[str, Any]:
         "config": data["config"],
         **health_columns(data.get("health"), path),
     }
+
+
+def cpu_isa_setting(provenance: dict[str, Any]) -> str:
+    """The run's CPU instruction-set setting (benchmark/cpu_isa.py); a run from before it was
+    recorded used the CPU's own kernels."""
+    isa = provenance.get("cpu", {}).get("isa") if isinstance(provenance.get("cpu"), dict) else None
+    return str(isa.get("setting")) if isinstance(isa, dict) else "native (unrecorded)"
 
 
 def health_columns(health: Any, path: Path) -> dict[str, Any]:
