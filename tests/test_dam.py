@@ -124,11 +124,13 @@ def test_only_kept_elements_get_gradient_from_the_dam_term() -> None:
 @pytest.mark.parametrize("name", ["dam_proxy", "dam_triplet"])
 def test_flags_and_declared_label(name: str) -> None:
     runtime = {"backbone": TinyBackbone(), "feature_dim": FEATURE_DIM, "num_classes": 4}
-    method = build_method(name, **runtime)
+    method = build_method(name, **runtime, combination="sum")
     assert method.declared["label"] == "DAM (reimplemented)"
     images, labels = torch.rand(8, 3, 12, 12), torch.arange(4).repeat_interleave(2)
     terms = method.criterion(method.model(images, labels), labels)
     assert len(terms) == 2 and "dam" in terms  # combination "sum": plain + DAM
+    alone = build_method(name, **runtime)  # the default, as in its YAML: the DAM term alone
+    assert list(alone.criterion(alone.model(images, labels), labels)) == ["dam"]
     assert all(math.isfinite(float(t.detach())) for t in terms.values())
     with pytest.raises(ValueError, match="combination"):
         build_method(name, **runtime, combination="product")

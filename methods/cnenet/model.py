@@ -263,7 +263,7 @@ def build_cnenet(
     num_maps: int = 4,
     map_generator_bias: bool = True,
     map_generator_bias_init: float | None = None,
-    map_normalisation: str = "relu_minmax",
+    map_normalisation: str = "minmax",
     minmax_scope: str = "map",
     minmax_epsilon: float = 1e-5,
     expansion: str = "nem",
