@@ -37,6 +37,7 @@ class ModelOutput:
 
 
 Stats = Callable[[], dict[str, torch.Tensor]]
+SAMPLERS = (None, "class_balanced")  # Method.sampler: shuffled batches, or P x K batches
 NuanceMaps = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -93,6 +94,10 @@ class Method:
     fine_tune: bool = True
 
     def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ValueError(
+                f"Method.sampler must be one of {list(SAMPLERS)}, got {self.sampler!r}"
+            )
         if bool(self.stat_names) != (self.training_stats is not None):
             raise ValueError("Method: stat_names and training_stats go together")
         outside = [

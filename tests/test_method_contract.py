@@ -168,3 +168,12 @@ def test_the_pml_builder_makes_what_the_old_builders_made(name: str) -> None:
     new_value = sum(new.criterion(new.model(images, labels), labels).values())
     old_value = old_criterion(type(new.model)(old_backbone, head)(images), labels)["old"]
     torch.testing.assert_close(new_value, old_value)
+
+
+def test_an_unknown_sampler_is_refused_when_the_method_is_built() -> None:
+    from methods.registry import Method
+
+    with pytest.raises(
+        ValueError, match=r"Method.sampler must be one of \[None, 'class_balanced'\]"
+    ):
+        Method(model=torch.nn.Identity(), criterion=torch.nn.Identity(), sampler="pk")
