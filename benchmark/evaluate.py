@@ -94,7 +94,7 @@ def evaluate_run(run: Run, wall_start: float) -> dict[str, Any] | None:
     """
     state = load_weights(run)
     eval_start = time.perf_counter()
-    maps = MapHealth()
+    maps = MapHealth(probes=run.method.map_probes)
     embeddings, labels = embed(run, run.method.model, maps)
     if not run.world.main:
         return None

@@ -6,11 +6,11 @@ test split (results.json):
 - ``embedding_spread``: mean pairwise cosine distance of the L2-normalised embeddings and their
   effective rank (Roy and Vetterli 2007: exp of the entropy of the normalised singular values).
   A collapsed run (every embedding at one point) has distance ~0 and effective rank ~1.
-- ``MapHealth``: accumulates, over batches of CARE maps M (B, l, h, w) in [0, 1], the fraction of
-  (image, map) pairs whose map is all zero (max <= ``DEAD_MAP_MAX``), the mean activation, the
-  map overlap (L_SD of Eq. 3 on these images) and the equivariance error (L_SA of Eq. 5 between
-  the warped maps of I and the maps of T(I), T a random flip/scale/rotation without content
-  augmentation, drawn from a fixed seed so every method and epoch sees the same T).
+- ``MapHealth``: accumulates, over batches of nuance maps M (B, l, h, w) in [0, 1], the fraction
+  of (image, map) pairs whose map is all zero (max <= ``DEAD_MAP_MAX``), the mean activation,
+  and the measures the method declares (``Method.map_probes``; CNENet: the map overlap L_SD of
+  Eq. 3 and the equivariance error L_SA of Eq. 5 under a random transform drawn from a fixed
+  seed, so every method and epoch sees the same one).
 - ``class_separation``: mean different-class over mean same-class cosine distance; ~1 when the
   embedding no longer tells the classes apart. A narrow cone (small mean distance) that still
   separates the classes is not a collapse: retrieval ranks by relative distance.
@@ -30,9 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as functional
 
-from methods.cnenet.nuance import semantic_alignment_loss, semantic_discrete_loss
-from methods.cnenet.transforms import TransformSettings, sample_affine, valid_mask, warp
-from methods.registry import Method
+from methods.registry import MapProbes, Method
 
 DEAD_MAP_MAX = 1e-6  # a map whose largest value is at most this counts as all zero
 COLLAPSE_DISTANCE = 0.01  # mean pairwise cosine distance under which embeddings have collapsed
@@ -73,6 +71,7 @@ class MapHealth:
     overlap_sum: float = 0.0
     equivariance_sum: float = 0.0
     equivariance_images: int = 0
+    probes: MapProbes | None = None  # the method's own measures (overlap, equivariance)
     generator: torch.Generator = field(default_factory=torch.Generator)
 
     def __post_init__(self) -> None:
@@ -87,26 +86,17 @@ class MapHealth:
         self.maps_seen += batch * num_maps
         self.images += batch
         self.activation_sum += float(maps.mean(dim=(1, 2, 3)).sum())
-        if num_maps >= 2:
-            self.overlap_sum += float(semantic_discrete_loss(maps)) * batch  # Eq. 3, batch mean
+        if num_maps >= 2 and self.probes is not None:
+            self.overlap_sum += float(self.probes.overlap(maps)) * batch  # batch mean
 
     def add_equivariance(
         self, images: torch.Tensor, maps_of: Callable[[torch.Tensor], torch.Tensor]
     ) -> None:
-        """L_SA (Eq. 5, l1, valid positions) between T(M(I)) and M(T(I)) for images (B, 3, H, W)
-        in [0, 1]; ``maps_of`` maps images to CARE maps (B, l, h, w) in eval mode."""
-        state = torch.random.get_rng_state()
-        torch.random.set_rng_state(self.generator.get_state())
-        try:  # sample_affine draws from the global CPU generator
-            theta = sample_affine(len(images), TransformSettings())  # (B, 2, 3) float64
-        finally:
-            self.generator.set_state(torch.random.get_rng_state())
-            torch.random.set_rng_state(state)
-        maps = maps_of(images).float()
-        transformed = maps_of(warp(images, theta).to(images.dtype)).float()
-        warped = warp(maps, theta).to(maps.dtype)
-        valid = valid_mask(theta, (maps.shape[2], maps.shape[3])).to(maps.device)
-        error = semantic_alignment_loss(warped, transformed, valid, "l1")
+        """The method's equivariance error for images (B, 3, H, W) in [0, 1]; ``maps_of`` maps
+        images to maps (B, l, h, w) in eval mode. Nothing for a method that declares none."""
+        if self.probes is None:
+            return
+        error = self.probes.equivariance(images, maps_of, self.generator)
         self.equivariance_sum += float(error) * len(images)
         self.equivariance_images += len(images)
 
@@ -119,7 +109,7 @@ class MapHealth:
         return {
             "dead_map_fraction": self.dead_maps / self.maps_seen,
             "mean_activation": self.activation_sum / self.images,
-            "map_overlap": self.overlap_sum / self.images,
+            "map_overlap": self.overlap_sum / self.images if self.probes else None,
             "equivariance_error": equivariance,
         }
 
@@ -144,7 +134,7 @@ def probe_statistics(method: Method, images: torch.Tensor) -> dict[str, Any]:
         row = {f"probe_{k}": v for k, v in embedding_spread(model(images).embedding).items()}
         maps_of = care_maps_of(method)
         if maps_of is not None:
-            health = MapHealth()
+            health = MapHealth(probes=method.map_probes)
             health.add(maps_of(images))
             health.add_equivariance(images, maps_of)
             row |= {f"probe_{k}": v for k, v in health.summary().items()}

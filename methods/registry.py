@@ -37,6 +37,25 @@ class ModelOutput:
 
 
 Stats = Callable[[], dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class MapProbes:
+    """How a method with nuance maps measures them (benchmark/health.py calls these).
+
+    overlap: maps (B, l, h, w) -> scalar tensor, the batch mean of how much an image's maps
+        overlap (CNENet: L_SD, Eq. 3).
+    equivariance: (images (B, 3, H, W), maps_of, generator) -> scalar tensor, the batch mean of
+        how far the maps fail to move with a random transform drawn from ``generator``
+        (CNENet: L_SA, Eq. 5).
+    """
+
+    overlap: Callable[[torch.Tensor], torch.Tensor]
+    equivariance: Callable[
+        [torch.Tensor, Callable[[torch.Tensor], torch.Tensor], torch.Generator], torch.Tensor
+    ]
+
+
 SAMPLERS = (None, "class_balanced")  # Method.sampler: shuffled batches, or P x K batches
 NuanceMaps = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -72,6 +91,7 @@ class Method:
         batch (2x backbone cost; CNENet's L_SA branch).
     nuance_maps: for methods with CARE maps, ``images (B, 3, H, W) -> (M, E)``, each
         (B, l, H, W) in [0, 1] at image size, without gradients (CNENet Figure 3); else None.
+    map_probes: how those maps are measured (:class:`MapProbes`); None without maps.
     stat_names: names of the training statistics the method reports after each forward (not
         loss terms; e.g. pair distances for the collapse check).
     training_stats: ``() -> {name: 0-dim tensor}`` of the last training batch, keys
@@ -89,6 +109,7 @@ class Method:
     sampler: str | None = None
     siamese: bool = False
     nuance_maps: NuanceMaps | None = None
+    map_probes: MapProbes | None = None
     stat_names: tuple[str, ...] = ()
     training_stats: Stats | None = None
     fine_tune: bool = True

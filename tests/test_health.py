@@ -15,6 +15,7 @@ from benchmark.health import (
     degenerate_reasons,
     embedding_spread,
 )
+from methods.cnenet.probes import CARE_MAP_PROBES
 
 
 def test_spread_of_orthogonal_and_of_collapsed_embeddings() -> None:
@@ -33,23 +34,28 @@ def test_map_health_counts_dead_maps_and_overlap() -> None:
     maps[0, 0, :2] = 1.0  # image 0: map 1 on the top half, map 2 on the bottom half
     maps[0, 1, 2:] = 1.0
     maps[1, 0, :2] = 1.0  # image 1: map 2 is all zero
-    health = MapHealth()
+    health = MapHealth(probes=CARE_MAP_PROBES)
     health.add(maps)
     summary = health.summary()
     assert summary["dead_map_fraction"] == pytest.approx(1 / 4)
     assert summary["mean_activation"] == pytest.approx((0.5 + 0.25) / 2)
     assert summary["map_overlap"] == pytest.approx(0.0)  # disjoint or zero: cosine 0
     assert summary["equivariance_error"] is None
+    plain = MapHealth()  # a method that declares no probes: only the generic measures
+    plain.add(maps)
+    plain.add_equivariance(maps[:, :1].expand(-1, 3, -1, -1), lambda x: x[:, :1])
+    assert plain.summary()["map_overlap"] is None and plain.summary()["equivariance_error"] is None
+    assert plain.summary()["dead_map_fraction"] == pytest.approx(1 / 4)
 
 
 def test_equivariance_error_is_small_for_maps_that_move_with_the_image() -> None:
     images = torch.zeros(4, 3, 32, 32)
     images[:, :, 8:14, 18:26] = 1.0  # a mark off centre
-    moving = MapHealth()
+    moving = MapHealth(probes=CARE_MAP_PROBES)
     moving.add_equivariance(images, lambda x: x[:, :1])  # the map is the image itself
     fixed_map = torch.zeros(1, 1, 32, 32)
     fixed_map[..., 8:14, 18:26] = 1.0
-    still = MapHealth()
+    still = MapHealth(probes=CARE_MAP_PROBES)
     still.add_equivariance(images, lambda x: fixed_map.expand(len(x), -1, -1, -1))
     for health in (moving, still):
         health.add(images[:, :1])  # summary() needs maps seen

@@ -23,6 +23,7 @@ from methods.cnenet.nuance import (
     semantic_alignment_loss,
     semantic_discrete_loss,
 )
+from methods.cnenet.probes import CARE_MAP_PROBES
 from methods.cnenet.transforms import (
     TransformSettings,
     content_augmentation,
@@ -377,4 +378,5 @@ def build_cnenet(
         declared=declared,
         siamese=siamese,
         nuance_maps=model.nuance_maps,
+        map_probes=CARE_MAP_PROBES,
     )
