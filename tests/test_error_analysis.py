@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmark.data.cars import car_make
 from benchmark.report import write_report
 from benchmark.report.errors import (
     RunArrays,
@@ -20,7 +21,7 @@ from benchmark.report.errors import (
     per_class,
     worst_queries,
 )
-from benchmark.report.hierarchy import HierarchyError, car_make, coarse_levels
+from benchmark.report.hierarchy import HierarchyError, coarse_levels
 from tests.test_report import config_for, table_rows, write_run
 
 # Six test images, two per class. Top-1 neighbour of each query; the rest of a row is filled.

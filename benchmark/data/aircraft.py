@@ -21,12 +21,14 @@ size from its header); with the default ``crop_bottom=0`` boxes are returned as 
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from benchmark.data.manifest import ManifestError, Record
-from benchmark.data.readers import Reader, register_reader
+from benchmark.data.readers import HierarchyError, Reader, register_reader
 
 DATA_DIR = Path("fgvc-aircraft-2013b") / "data"
 SPLIT_FILES = ("images_variant_trainval.txt", "images_variant_test.txt")
@@ -153,7 +155,52 @@ def read_aircraft(source: Path, *, crop_bottom: int = 0) -> list[Record]:
 
 
 # boxes are clipped to the image left once the banner is cropped
+AIRCRAFT_LEVELS = ("family", "manufacturer")
+AIRCRAFT_FILES = ("images_{level}_trainval.txt", "images_{level}_test.txt")
+
+
+def read_id_names(path: Path) -> dict[str, str]:
+    """``<image id> <name>`` lines -> {id: name}; names keep their spaces."""
+    if not path.is_file():
+        raise HierarchyError(f"{path}: file not found")
+    out: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        image_id, _, name = line.strip().partition(" ")
+        if not name.strip():
+            raise HierarchyError(f"{path}:{number}: expected '<id> <name>', got {line!r}")
+        if image_id in out:
+            raise HierarchyError(f"{path}:{number}: image id {image_id} listed twice")
+        out[image_id] = name.strip()
+    return out
+
+
+def aircraft_levels(manifest_dir: Path, rows: Any) -> dict[str, np.ndarray]:
+    """{level: (N,) coarse name per manifest row} for family and manufacturer, from
+    ``images_{level}_{trainval,test}.txt`` (``<id> <name>``, split on the first space) in the
+    ``data/`` folder that holds ``images/``; the image id is the image file's stem."""
+    paths = list(rows["path"])
+    data_dir = (Path(manifest_dir) / PurePosixPath(paths[0])).parent.parent
+    ids = [PurePosixPath(path).stem for path in paths]
+    levels = {}
+    for level in AIRCRAFT_LEVELS:
+        names: dict[str, str] = {}
+        for pattern in AIRCRAFT_FILES:
+            names.update(read_id_names(data_dir / pattern.format(level=level)))
+        absent = [i for i in ids if i not in names]
+        if absent:
+            raise HierarchyError(
+                f"{data_dir}: no {level} for {len(absent)} test image(s), e.g. {absent[:3]}"
+            )
+        levels[level] = np.array([names[i] for i in ids], dtype=object)
+    return levels
+
+
 register_reader(
     "aircraft",
-    Reader(read=lambda source, dataset: read_aircraft(source, crop_bottom=dataset.crop_bottom)),
+    Reader(
+        read=lambda source, dataset: read_aircraft(source, crop_bottom=dataset.crop_bottom),
+        hierarchy=aircraft_levels,
+    ),
 )

@@ -27,7 +27,7 @@ from scipy.io.matlab import MatReadError
 
 from benchmark.data.archives import ArchiveSpec
 from benchmark.data.manifest import ManifestError, Record
-from benchmark.data.readers import Reader, register_reader
+from benchmark.data.readers import HierarchyError, Reader, register_reader
 
 
 # Stanford Cars-196, both packagings. md5s: DML as published with the dataset (docs/protocol.md); devkit ones as used by
@@ -218,7 +218,32 @@ def cars_missing_message(raw_dir: Path) -> str:
     return "\n".join(lines)
 
 
+# the makes of Stanford Cars-196 whose name has more than one word (the other 46 have one)
+MULTI_WORD_MAKES = ("AM General", "Aston Martin", "Land Rover")
+
+
+def car_make(class_name: str) -> str:
+    """The make of a Stanford Cars class name."""
+    name = " ".join(class_name.split())
+    for make in MULTI_WORD_MAKES:
+        if name == make or name.startswith(make + " "):
+            return make
+    if not name:
+        raise HierarchyError("empty Stanford Cars class name")
+    return name.split(" ")[0]
+
+
+def car_makes(manifest_dir: Path, rows: Any) -> dict[str, np.ndarray]:
+    """The make of every manifest row: the leading part of its class name (``Aston Martin V8
+    Vantage Coupe 2012`` -> ``Aston Martin``; ``Mercedes-Benz`` is one word)."""
+    return {"make": np.array([car_make(name) for name in rows["class_name"]], dtype=object)}
+
+
 register_reader(
     "cars",
-    Reader(read=lambda source, dataset: read_cars(source), missing_help=cars_missing_message),
+    Reader(
+        read=lambda source, dataset: read_cars(source),
+        missing_help=cars_missing_message,
+        hierarchy=car_makes,
+    ),
 )

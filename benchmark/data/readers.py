@@ -2,8 +2,9 @@
 
 A reader maps the extracted (or generated) ``source/`` folder of a dataset to manifest records;
 it may also say what to tell the user when the dataset's archives are missing (Stanford Cars:
-which of its two packagings to obtain, since nothing can be downloaded). A module registers its
-reader at import, like methods do::
+which of its two packagings to obtain, since nothing can be downloaded), and give the coarse
+class levels of a dataset's images (Cars' makes, Aircraft's families and manufacturers) that the
+report's error analysis uses. A module registers its reader at import, like methods do::
 
     register_reader("cub", Reader(read=lambda source, dataset: read_cub(source)))
 
@@ -28,10 +29,18 @@ BUILT_IN = ("benchmark.data.cub", "benchmark.data.cars", "benchmark.data.aircraf
 class Reader:
     """read: ``(source folder, dataset settings) -> records``; the settings are the validated
     ``dataset`` config section (e.g. ``crop_bottom``).
-    missing_help: ``raw_dir -> message`` for missing archives, replacing the generic one."""
+    missing_help: ``raw_dir -> message`` for missing archives, replacing the generic one.
+    hierarchy: ``(manifest folder, manifest rows) -> {level: (N,) coarse name per row}`` for a
+    dataset whose classes have coarser levels; it raises :class:`HierarchyError` naming the file
+    it cannot read."""
 
     read: Callable[[Path, Any], list[Record]]
     missing_help: Callable[[Path], str] | None = None
+    hierarchy: Callable[[Path, Any], dict[str, Any]] | None = None
+
+
+class HierarchyError(ValueError):
+    """An annotation file the coarse levels cannot be read from; the message names it."""
 
 
 _READERS: dict[str, Reader] = {}
