@@ -56,5 +56,9 @@ def build_baseline(
         model=model,
         criterion=CrossEntropyCriterion(label_smoothing=label_smoothing),
         new_layers=("classifier",),
-        declared={"pooling": pooling, "embedding": f"{pooling}-pooled backbone feature"},
+        declared={
+            "loss": f"cross-entropy (label smoothing {label_smoothing:g})",
+            "pooling": pooling,
+            "embedding": f"{pooling}-pooled backbone feature",
+        },
     )

@@ -44,6 +44,9 @@ def build_untrained(
     return Method(
         model=PooledBackbone(backbone, pooling),
         criterion=NoLoss(),
-        declared={"embedding": f"{pooling}-pooled pretrained backbone feature, no fine-tuning"},
+        declared={
+            "loss": "none (not trained)",
+            "embedding": f"{pooling}-pooled pretrained backbone feature, no fine-tuning",
+        },
         fine_tune=False,
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.data.readers import HierarchyError, get_reader
+from benchmark.data.readers import HierarchyError, available_readers, get_reader
 
 __all__ = ["HierarchyError", "coarse_levels"]
 
@@ -19,8 +19,8 @@ __all__ = ["HierarchyError", "coarse_levels"]
 def coarse_levels(reader: str, manifest: Path) -> dict[str, np.ndarray] | None:
     """The coarse levels of the manifest's test images (manifest order), or None when the
     dataset's reader has no hierarchy. Raises HierarchyError when files are missing."""
-    hierarchy = get_reader(reader).hierarchy
-    if hierarchy is None:
+    hierarchy = get_reader(reader).hierarchy if reader in available_readers() else None
+    if hierarchy is None:  # no hierarchy, or runs whose config names no known reader
         return None
     if not Path(manifest).is_file():
         raise HierarchyError(f"{manifest}: manifest not found")

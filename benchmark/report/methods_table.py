@@ -13,31 +13,21 @@ import pandas as pd
 from benchmark.report.grid import Grid
 from benchmark.report.tables import Column, Table
 
-LOSS_KEYS = ("loss", "losses", "triplet")  # declared keys that describe the loss
-# builders whose loss is implicit in what they declare (their cross-entropy is not declared)
-IMPLICIT_LOSS = {
-    "baseline": "cross-entropy",
-    "baseline_triplet": "cross-entropy",
-    "untrained": "none (not trained)",
-}
+LOSS_KEYS = ("loss", "losses", "triplet")  # declared keys that describe the loss (methods say)
 NOT_TUNED = "not tuned"
 BUDGET = re.compile(r"Every method: (\d+) trials")
 
 
-# CNENet's loss terms as its results.json lists them (declared `losses`)
-LOSS_TERMS = {"ce": "cross-entropy", "sd": "semantic-discrete", "sa": "semantic-alignment"}
-
-
 def text(value: Any) -> str:
     if isinstance(value, list):
-        return " + ".join(LOSS_TERMS.get(str(v), str(v)) for v in value)
+        return " + ".join(str(v) for v in value)
     if isinstance(value, str):
         return value
     return json.dumps(value, default=str)
 
 
-def loss_cell(builder: str, declared: dict[str, Any]) -> str:
-    parts = [IMPLICIT_LOSS[builder]] if builder in IMPLICIT_LOSS else []
+def loss_cell(declared: dict[str, Any]) -> str:
+    parts = []
     for key in LOSS_KEYS:
         if key in declared:
             parts.append(text(declared[key]) if key != "triplet" else f"triplet: {declared[key]}")
@@ -93,7 +83,7 @@ def methods_table(grid: Grid) -> Table:
         declared = run["declared"] or {}
         table.add(
             f"`{run['method']}`",
-            loss_cell(str(run["builder"]), declared),
+            loss_cell(declared),
             changes_cell(declared),
             knobs_cell(run["config"]),
         )

@@ -255,6 +255,9 @@ def _check_choice(name: str, value: object, allowed: Sequence[object]) -> None:
         raise ValueError(f"cnenet: {name} must be one of {list(allowed)}, got {value!r}")
 
 
+LOSS_NAMES = ("cross-entropy", "semantic-discrete (Eq. 3)", "semantic-alignment (Eq. 5)")  # Eq. 13
+
+
 @register_method("cnenet")
 def build_cnenet(
     *,
@@ -367,7 +370,7 @@ def build_cnenet(
         "num_maps": num_maps,
         "expansion": expansion,
         "classifier": classifier_heads,
-        "losses": [k for k, w in zip(("ce", "sd", "sa"), weights.values(), strict=True) if w > 0],
+        "losses": [name for name, w in zip(LOSS_NAMES, weights.values(), strict=True) if w > 0],
         "siamese_training": "one backbone pass over [I; T(I)] (2x batch)" if siamese else "off",
         "last_stride": last_stride,
     }
