@@ -97,7 +97,7 @@ def add_triplet(
         frozen_epochs={_rename_criterion_prefix(k): v for k, v in method.frozen_epochs.items()},
         declared={
             **method.declared,
-            "triplet": f"batch-hard triplet on the L2-normalised embedding, margin {margin}, "
+            "added_loss": f"triplet: batch-hard on the L2-normalised embedding, margin {margin}, "
             f"weight {weight}, reduction {reduction}",
             "sampler": "class_balanced",
         },

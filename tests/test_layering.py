@@ -10,6 +10,7 @@ any depth of a file) and fails on a violation, naming the file and the import.
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,27 @@ def test_each_contract_fails_on_a_deliberate_violation(source: str, contract: st
             test()
     finally:
         planted.unlink()
+
+
+def method_names_in(path: Path, names: set[str]) -> list[str]:
+    """String literals of ``path`` that are (or start) a method config's name."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found += [n for n in names if node.value == n or node.value.startswith(f"{n}_")]
+    return found
+
+
+def test_the_report_names_no_method_but_its_reference_rows() -> None:
+    """What a method is comes from its results.json (``declared``, ``capabilities``); only the
+    mapping onto the paper's tables (reference.py) and the two reference rows are named."""
+    names = {p.stem for p in (REPO / "configs" / "method").glob("*.yaml")} - {
+        "baseline",
+        "untrained",
+    }
+    found = {
+        f"{path.relative_to(REPO)}: {sorted(set(hits))}"
+        for path in python_files("benchmark/report")
+        if path.name != "reference.py" and (hits := method_names_in(path, names))
+    }
+    assert not found, found

@@ -13,7 +13,7 @@ import pandas as pd
 from benchmark.report.grid import Grid
 from benchmark.report.tables import Column, Table
 
-LOSS_KEYS = ("loss", "losses", "triplet")  # declared keys that describe the loss (methods say)
+LOSS_KEYS = ("loss", "losses", "added_loss")  # declared keys describing the loss (methods say)
 NOT_TUNED = "not tuned"
 BUDGET = re.compile(r"Every method: (\d+) trials")
 
@@ -30,7 +30,7 @@ def loss_cell(declared: dict[str, Any]) -> str:
     parts = []
     for key in LOSS_KEYS:
         if key in declared:
-            parts.append(text(declared[key]) if key != "triplet" else f"triplet: {declared[key]}")
+            parts.append(text(declared[key]))
     return " + ".join(parts) or "see its builder"
 
 
