@@ -74,6 +74,23 @@ def save_arrays(
         save_atomic_npy(run.directory / name, array)
 
 
+PART_METRICS = ("recall@1", "map@r")
+
+
+def part_metrics(
+    parts: dict[str, tuple[int, int]], embeddings: torch.Tensor, labels: torch.Tensor
+) -> dict[str, dict[str, float]]:
+    """R@1 and MAP@R of each declared part of the descriptor alone (its columns, L2-normalised
+    like the whole): does a part retrieve better or worse than the full descriptor?"""
+    scored = {}
+    for name, (start, stop) in parts.items():
+        if not 0 <= start < stop <= embeddings.shape[1]:
+            raise ValueError(f"descriptor part {name!r} ({start}, {stop}) outside the embedding")
+        metrics = retrieval_metrics(embeddings[:, start:stop], labels)
+        scored[name] = {key: metrics[key] for key in PART_METRICS}
+    return scored
+
+
 def headline(run: Run, results: dict[str, Any]) -> None:
     """One line saying how the run went (the report holds the rest); a degenerate run warns."""
     metrics, health = results["metrics"], results["health"]
@@ -114,6 +131,8 @@ def evaluate_run(run: Run, wall_start: float) -> dict[str, Any] | None:
     results = assemble(run, metrics, spent, groups, state.get("training"))
     map_health = maps.summary() if maps.maps_seen else None
     results["health"] = health_block(metrics, labels.numpy(), embeddings, map_health)
+    if run.method.descriptor_parts:
+        results["descriptor_parts"] = part_metrics(run.method.descriptor_parts, embeddings, labels)
     write_results(run, results)
     log.info("results: %s", {k: round(v, 2) for k, v in metrics.items()})
     headline(run, results)

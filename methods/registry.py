@@ -92,6 +92,9 @@ class Method:
     nuance_maps: for methods with CARE maps, ``images (B, 3, H, W) -> (M, E)``, each
         (B, l, H, W) in [0, 1] at image size, without gradients (CNENet Figure 3); else None.
     map_probes: how those maps are measured (:class:`MapProbes`); None without maps.
+    descriptor_parts: named column ranges ``{name: (start, stop)}`` of the embedding whose
+        retrieval is worth scoring on its own (CNENet: the nuance part [u_1..u_l] and the
+        pooled backbone feature GAP(F)); evaluation reports R@1 and MAP@R of each.
     stat_names: names of the training statistics the method reports after each forward (not
         loss terms; e.g. pair distances for the collapse check).
     training_stats: ``() -> {name: 0-dim tensor}`` of the last training batch, keys
@@ -110,6 +113,7 @@ class Method:
     siamese: bool = False
     nuance_maps: NuanceMaps | None = None
     map_probes: MapProbes | None = None
+    descriptor_parts: dict[str, tuple[int, int]] = field(default_factory=dict)
     stat_names: tuple[str, ...] = ()
     training_stats: Stats | None = None
     fine_tune: bool = True

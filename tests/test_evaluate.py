@@ -49,6 +49,23 @@ def test_evaluation_renders_care_maps_only_for_methods_with_nuance_maps(tiny_con
     assert pixels.shape[1] > pixels.shape[0]  # 1 + 2 l = 9 columns, 4 rows
     assert pixels.std() > 20, "the figure is blank"
     assert not (Path(baseline.run_dir) / "care_maps.png").exists()
+    # each declared descriptor part scored alone: recomputed from the saved test embeddings
+    import json
+
+    from benchmark.metrics import retrieval_metrics
+
+    results = json.loads((Path(cnenet.run_dir) / "results.json").read_text())
+    embeddings = np.load(Path(cnenet.run_dir) / "test_embeddings.npy")
+    labels = np.load(Path(cnenet.run_dir) / "test_labels.npy")
+    assert len(embeddings) == len(labels), "the tiny test split is saved whole"
+    parts = results["descriptor_parts"]
+    width = embeddings.shape[1] // 5  # l = 4 maps: [u_1..u_4, GAP(F)], Eq. 12
+    for name, (start, stop) in {"nuance": (0, 4 * width), "pooled": (4 * width, 5 * width)}.items():
+        alone = retrieval_metrics(torch.from_numpy(embeddings[:, start:stop]), labels)
+        assert parts[name] == {"recall@1": alone["recall@1"], "map@r": alone["map@r"]}, name
+    assert "descriptor_parts" not in json.loads(
+        (Path(baseline.run_dir) / "results.json").read_text()
+    )
 
 
 def test_evaluation_refuses_an_unfinished_or_other_checkpoint(tiny_config) -> None:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -664,3 +665,26 @@ def test_agreement_expects_identical_numbers_from_pinned_runs_of_one_backbone(
     assert expectation(pinned, pinned) == "identical"
     assert expectation(pinned, {**pinned, "backbone": {"file:b sha256:2"}}) == "within noise"
     assert expectation(pinned, {**pinned, "CPU instruction set": {"native"}}) == "within noise"
+
+
+def test_descriptor_parts_are_shown_beside_the_whole(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for seed, (nuance, pooled) in ((1, (30.0, 40.0)), (2, (32.0, 44.0))):
+        run_dir = write_run(runs, "cnenet", "cub", seed, (50.0, 60, 70, 80))
+        results = json.loads((run_dir / "results.json").read_text())
+        results["descriptor_parts"] = {
+            "nuance": {"recall@1": nuance, "map@r": nuance / 2},
+            "pooled": {"recall@1": pooled, "map@r": pooled / 2},
+        }
+        (run_dir / "results.json").write_text(json.dumps(results))
+        write_run(runs, "baseline", "cub", seed, (45.0, 60, 70, 80))
+    write_report(runs, tmp_path / "out", None, resamples=100)
+    markdown = (tmp_path / "out" / "results.md").read_text()
+    table = section(markdown, "**Descriptor parts alone on cub**", "## Cost")
+    header = table_rows(table, "Method")[0]
+    assert header[2:5] == ["R@1 full", "R@1 nuance", "R@1 pooled"]
+    assert table_rows(table, "`cnenet`")[0][2:5] == ["50.0 ± 0.0", "31.0 ± 1.4", "42.0 ± 2.8"]
+    assert table_rows(table, "`baseline`") == []  # declares no parts
+    frame = pd.read_csv(tmp_path / "out" / "results.csv")
+    row = frame[(frame["method"] == "cnenet") & (frame["metric"] == "recall@1 [pooled]")]
+    assert float(row["mean"].iloc[0]) == pytest.approx(42.0)

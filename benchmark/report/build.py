@@ -30,6 +30,7 @@ from benchmark.report.gallery import all_figures
 from benchmark.report.grid import Grid
 from benchmark.report.html import to_html_page
 from benchmark.report.paired import consistency_issues
+from benchmark.report.parts import descriptor_part_tables
 from benchmark.report.reference import load_reference
 from benchmark.report.stats import DEFAULT_BOOTSTRAP_SEED, DEFAULT_RESAMPLES, SUMMARY_TEXT
 from benchmark.report.tables import Table, to_latex
@@ -184,6 +185,7 @@ def build_parts(
         *(Text(text) for text in map(leaderboard.mdd_text, tests) if text),
         Heading("Secondary metrics"),
         *(TableBlock(t) for t in sections.secondary_tables(grid)),
+        *(TableBlock(t) for t in descriptor_part_tables(grid)),
         Heading("Cost"),
         *(TableBlock(t) for t in sections.cost_tables(grid)),
     ]

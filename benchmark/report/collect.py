@@ -38,7 +38,8 @@ COLUMNS = (
     "method", "dataset", "seed", "builder", "suite", *METRICS, *COST, "run_dir", "results_path",
     "command", "git_commit", "git_dirty", "manifest_sha256", "device", "cpu_isa", "started",
     "libraries",
-    "declared", "capabilities", "param_groups", "config", "degenerate", "degenerate_reasons",
+    "declared", "capabilities", "descriptor_parts", "param_groups", "config", "degenerate",
+    "degenerate_reasons",
     "chance_recall@1", "dead_map_fraction",
 )  # fmt: skip
 
@@ -144,6 +145,7 @@ def _row(data: dict[str, Any], path: Path) -> dict[str, Any]:
         "libraries": provenance["libraries"],
         "declared": data["declared"],
         "capabilities": data.get("capabilities", {}),  # absent in results written before it
+        "descriptor_parts": data.get("descriptor_parts") or {},  # {part: {metric: value}}
         "param_groups": data["param_groups"],
         "config": data["config"],
         **health_columns(data.get("health"), path),

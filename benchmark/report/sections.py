@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from benchmark.report import runfiles
+from benchmark.report import parts, runfiles
 from benchmark.report.collect import RECALL_KS
 from benchmark.report.fairness import protocol_differences, protocol_outliers
 from benchmark.report.grid import (
@@ -314,8 +314,8 @@ def tidy_frame(grid: Grid) -> pd.DataFrame:
                 if grid.summary(method, dataset, "dead_map_fraction").n
                 else []
             )
-            for metric in [*METRIC_NAMES, *extra]:
-                s = grid.summary(method, dataset, metric)
+            summaries = [(m, grid.summary(method, dataset, m)) for m in [*METRIC_NAMES, *extra]]
+            for metric, s in [*summaries, *parts.part_rows(grid, method, dataset)]:
                 published = (
                     paper.recall(int(metric[7:])) if paper and metric in RECALLS else math.nan
                 )

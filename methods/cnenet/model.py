@@ -382,4 +382,8 @@ def build_cnenet(
         siamese=siamese,
         nuance_maps=model.nuance_maps,
         map_probes=CARE_MAP_PROBES,
+        descriptor_parts={  # Eq. 12: f = [u_1, ..., u_l, GAP(F)]
+            "nuance": (0, num_maps * feature_dim),
+            "pooled": (num_maps * feature_dim, (num_maps + 1) * feature_dim),
+        },
     )
