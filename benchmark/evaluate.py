@@ -54,6 +54,7 @@ def embed(run: Run, model: torch.nn.Module, health: MapHealth) -> tuple[torch.Te
             chunks.append(model(batch).embedding.float().cpu())
         if maps_of is not None:  # CARE-map health on the test images, full precision
             health.add(maps_of(batch))
+            health.add_activity(batch)
             health.add_equivariance(batch, maps_of)
     return gather_embeddings(torch.cat(chunks), total, run.world), run.test_set.labels
 

@@ -39,6 +39,10 @@ COLLAPSE_SEPARATION = 1.05  # different-class / same-class mean cosine distance 
 SEPARATION_SAMPLE = 4000  # embeddings (evenly spaced) the separation is measured on
 CHANCE_FACTOR = 1.5  # test Recall@1 within this factor of chance is degenerate
 EQUIVARIANCE_SEED = 20_221_227  # fixed draws of T for the equivariance error
+PER_EPOCH = ("dead_map_fraction", "mean_activation", "map_overlap", "equivariance_error")
+DISTINCT_SIMILARITY = 0.9  # two maps whose mean cosine over the images exceeds this count as one
+INACTIVE_RANGE = 1e-3  # a map whose pre-normalisation response spans less than this over the
+INACTIVE_SHARE = 0.05  # image, or less than this share of the image's widest map, is inactive
 
 
 def embedding_spread(embeddings: torch.Tensor) -> dict[str, float]:
@@ -71,6 +75,9 @@ class MapHealth:
     overlap_sum: float = 0.0
     equivariance_sum: float = 0.0
     equivariance_images: int = 0
+    similarity_sum: torch.Tensor | None = None  # (l, l) sum over images of the maps' cosines
+    inactive_maps: int = 0
+    response_maps: int = 0
     probes: MapProbes | None = None  # the method's own measures (overlap, equivariance)
     generator: torch.Generator = field(default_factory=torch.Generator)
 
@@ -88,6 +95,24 @@ class MapHealth:
         self.activation_sum += float(maps.mean(dim=(1, 2, 3)).sum())
         if num_maps >= 2 and self.probes is not None:
             self.overlap_sum += float(self.probes.overlap(maps)) * batch  # batch mean
+        unit = functional.normalize(maps.reshape(batch, num_maps, -1).double(), dim=2)
+        similarity = (unit @ unit.transpose(1, 2)).sum(dim=0).cpu()  # (l, l) summed over images
+        self.similarity_sum = (
+            similarity if self.similarity_sum is None else self.similarity_sum + similarity
+        )
+
+    def add_activity(self, images: torch.Tensor) -> None:
+        """Count the maps whose response before normalisation is flat over the image (the
+        method's declared ``responses``): min-max normalisation stretches even a flat response
+        to span 0..1, so a dead-map fraction measured after it cannot see them."""
+        if self.probes is None or self.probes.responses is None:
+            return
+        responses = self.probes.responses(images).detach().double()  # (B, l, h, w)
+        span = responses.flatten(2).amax(dim=2) - responses.flatten(2).amin(dim=2)  # (B, l)
+        widest = span.amax(dim=1, keepdim=True)
+        inactive = (span < INACTIVE_RANGE) | (span < INACTIVE_SHARE * widest)
+        self.inactive_maps += int(inactive.sum())
+        self.response_maps += span.numel()
 
     def add_equivariance(
         self, images: torch.Tensor, maps_of: Callable[[torch.Tensor], torch.Tensor]
@@ -100,6 +125,19 @@ class MapHealth:
         self.equivariance_sum += float(error) * len(images)
         self.equivariance_images += len(images)
 
+    def distinctness(self) -> dict[str, Any]:
+        """The maps' mean pairwise cosine over the images (l x l), its largest off-diagonal value
+        and how many distinct maps there are (maps above DISTINCT_SIMILARITY count as one)."""
+        if self.similarity_sum is None or len(self.similarity_sum) < 2:
+            return {"largest_overlap": None, "distinct_maps": None, "map_similarity": None}
+        mean = (self.similarity_sum / self.images).numpy()
+        off = mean[~np.eye(len(mean), dtype=bool)]
+        return {
+            "largest_overlap": float(off.max()),
+            "distinct_maps": distinct_groups(mean, DISTINCT_SIMILARITY),
+            "map_similarity": [[round(float(v), 4) for v in row] for row in mean],
+        }
+
     def summary(self) -> dict[str, float | None]:
         if self.maps_seen == 0:
             raise ValueError("MapHealth.summary before any maps were added")
@@ -107,11 +145,36 @@ class MapHealth:
             self.equivariance_sum / self.equivariance_images if self.equivariance_images else None
         )
         return {
+            **self.distinctness(),
+            "inactive_fraction": self.inactive_maps / self.response_maps
+            if self.response_maps
+            else None,
             "dead_map_fraction": self.dead_maps / self.maps_seen,
             "mean_activation": self.activation_sum / self.images,
             "map_overlap": self.overlap_sum / self.images if self.probes else None,
             "equivariance_error": equivariance,
         }
+
+
+def distinct_groups(similarity: np.ndarray, threshold: float) -> int:
+    """The number of groups of maps when every pair above ``threshold`` is joined (the connected
+    components of that graph).
+
+    >>> distinct_groups(np.array([[1, 0.95, 0.1], [0.95, 1, 0.2], [0.1, 0.2, 1]]), 0.9)
+    2
+    """
+    group = list(range(len(similarity)))
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    for i in range(len(similarity)):
+        for j in range(i + 1, len(similarity)):
+            if similarity[i, j] > threshold:
+                group[root(j)] = root(i)
+    return len({root(i) for i in range(len(similarity))})
 
 
 def care_maps_of(method: Method) -> Callable[[torch.Tensor], torch.Tensor] | None:
@@ -137,7 +200,8 @@ def probe_statistics(method: Method, images: torch.Tensor) -> dict[str, Any]:
             health = MapHealth(probes=method.map_probes)
             health.add(maps_of(images))
             health.add_equivariance(images, maps_of)
-            row |= {f"probe_{k}": v for k, v in health.summary().items()}
+            summary = health.summary()  # per epoch: the four running measures only
+            row |= {f"probe_{k}": summary[k] for k in PER_EPOCH}
     finally:
         model.train(was_training)
     return row

@@ -48,12 +48,16 @@ class MapProbes:
     equivariance: (images (B, 3, H, W), maps_of, generator) -> scalar tensor, the batch mean of
         how far the maps fail to move with a random transform drawn from ``generator``
         (CNENet: L_SA, Eq. 5).
+    responses: images -> (B, l, h, w) the maps before any normalisation (CNENet: G(F), Eq. 1),
+        so that health can see activity a normalisation guarantees away; None when the maps
+        have no such stage.
     """
 
     overlap: Callable[[torch.Tensor], torch.Tensor]
     equivariance: Callable[
         [torch.Tensor, Callable[[torch.Tensor], torch.Tensor], torch.Generator], torch.Tensor
     ]
+    responses: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 SAMPLERS = (None, "class_balanced")  # Method.sampler: shuffled batches, or P x K batches

@@ -9,13 +9,15 @@ import pytest
 import torch
 
 from benchmark.health import (
+    DISTINCT_SIMILARITY,
     MapHealth,
     chance_recall_at_1,
     class_separation,
     degenerate_reasons,
+    distinct_groups,
     embedding_spread,
 )
-from methods.cnenet.probes import CARE_MAP_PROBES
+from methods.cnenet.probes import CARE_MAP_PROBES, care_map_probes
 
 
 def test_spread_of_orthogonal_and_of_collapsed_embeddings() -> None:
@@ -97,3 +99,38 @@ def test_class_separation_tells_a_narrow_cone_from_a_collapse() -> None:
     one_point = torch.ones(20, 8)
     reasons = degenerate_reasons(40.0, 1.0, embedding_spread(one_point) | {"separation": 1.0})
     assert reasons and "classes not separated" in reasons[0]
+
+
+def test_duplicate_maps_count_as_one_and_the_largest_overlap_shows_them() -> None:
+    maps = torch.zeros(3, 3, 4, 4)
+    maps[:, 0, :2] = 1.0  # maps 1 and 2 identical (top half), map 3 the bottom half
+    maps[:, 1, :2] = 1.0
+    maps[:, 2, 2:] = 1.0
+    health = MapHealth(probes=CARE_MAP_PROBES)
+    health.add(maps)
+    summary = health.summary()
+    assert summary["largest_overlap"] == pytest.approx(1.0)
+    assert summary["distinct_maps"] == 2  # what the mean overlap (1/3) hides
+    assert summary["map_overlap"] == pytest.approx(1 / 3)
+    assert summary["map_similarity"][0] == pytest.approx([1.0, 1.0, 0.0])
+    assert distinct_groups(np.eye(4), DISTINCT_SIMILARITY) == 4
+    assert distinct_groups(np.full((3, 3), 0.95), DISTINCT_SIMILARITY) == 1
+
+
+def test_flat_responses_are_inactive_although_min_max_makes_them_span_0_to_1() -> None:
+    images = torch.rand(2, 3, 8, 8)
+    responses = torch.rand(2, 2, 4, 4)  # map 1 varies
+    responses[:, 1] = 0.3 + 1e-5 * torch.rand(2, 4, 4)  # map 2 is flat before normalisation
+    health = MapHealth(probes=care_map_probes(lambda x: responses))
+    spread = (responses - responses.amin(dim=(2, 3), keepdim=True)) / (
+        responses.amax(dim=(2, 3), keepdim=True) - responses.amin(dim=(2, 3), keepdim=True)
+    )
+    health.add(spread)  # after min-max both maps span 0..1: none is "dead"
+    health.add_activity(images)
+    summary = health.summary()
+    assert summary["dead_map_fraction"] == 0.0
+    assert summary["inactive_fraction"] == pytest.approx(0.5)
+    without = MapHealth(probes=CARE_MAP_PROBES)  # probes without responses: not measured
+    without.add(spread)
+    without.add_activity(images)
+    assert without.summary()["inactive_fraction"] is None

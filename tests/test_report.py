@@ -596,6 +596,9 @@ def test_degenerate_runs_are_marked_and_listed_and_map_health_is_shown(tmp_path:
     dead = [r for r in frame if r["metric"] == "dead_map_fraction"]
     assert [(r["method"], float(r["mean"])) for r in dead] == [("cnenet", 25.0)]
     assert {r["degenerate_seeds"] for r in frame if r["method"] == "cnenet"} == {"1"}
+    maps = named_rows(markdown, "**Nuance-map health on the test images of cub")["`cnenet`"]
+    assert maps["Dead %"] == "25.0 ± 25.0" and maps["Mean overlap"] == "0.30 ± 0.00"
+    assert maps["Distinct maps"] == "—"  # results from before the measure: shown as missing
 
 
 def test_t_intervals_are_clipped_to_percentages_and_one_seed_has_no_test(tmp_path: Path) -> None:

@@ -40,7 +40,8 @@ COLUMNS = (
     "libraries",
     "declared", "capabilities", "descriptor_parts", "param_groups", "config", "degenerate",
     "degenerate_reasons",
-    "chance_recall@1", "dead_map_fraction",
+    "chance_recall@1", "dead_map_fraction", "map_inactive", "map_overlap", "map_largest_overlap",
+    "map_distinct", "map_equivariance",
 )  # fmt: skip
 
 
@@ -163,7 +164,7 @@ def health_columns(health: Any, path: Path) -> dict[str, Any]:
     """The run's health (results written before it have none: not degenerate, no map health)."""
     if health is None:
         return {"degenerate": False, "degenerate_reasons": [], "chance_recall@1": math.nan,
-                "dead_map_fraction": math.nan}  # fmt: skip
+                "dead_map_fraction": math.nan, **map_columns({})}  # fmt: skip
     if not isinstance(health, dict) or not isinstance(health.get("degenerate"), bool):
         raise ResultsError(f"{path}: 'health' must hold a boolean 'degenerate'")
     maps = health.get("maps") or {}
@@ -173,7 +174,25 @@ def health_columns(health: Any, path: Path) -> dict[str, Any]:
         "degenerate_reasons": list(health.get("degenerate_reasons", [])),
         "chance_recall@1": float(health.get("chance_recall@1", math.nan)),
         "dead_map_fraction": math.nan if dead is None else 100.0 * float(dead),
+        **map_columns(maps),
     }
+
+
+MAP_MEASURES = {  # results.json health.maps key -> column (percent where a share)
+    "inactive_fraction": "map_inactive", "map_overlap": "map_overlap",
+    "largest_overlap": "map_largest_overlap", "distinct_maps": "map_distinct",
+    "equivariance_error": "map_equivariance",
+}  # fmt: skip
+
+
+def map_columns(maps: dict[str, Any]) -> dict[str, float]:
+    """The map-health measures (NaN where a run has none, as runs from before they existed)."""
+    columns = {}
+    for key, column in MAP_MEASURES.items():
+        value = maps.get(key)
+        scale = 100.0 if key == "inactive_fraction" else 1.0
+        columns[column] = math.nan if value is None else scale * float(value)
+    return columns
 
 
 def load_results(runs_dir: Path) -> pd.DataFrame:

@@ -23,7 +23,7 @@ from methods.cnenet.nuance import (
     semantic_alignment_loss,
     semantic_discrete_loss,
 )
-from methods.cnenet.probes import CARE_MAP_PROBES
+from methods.cnenet.probes import care_map_probes
 from methods.cnenet.transforms import (
     TransformSettings,
     content_augmentation,
@@ -160,6 +160,16 @@ class CNENet(nn.Module):
             for module, momentum in zip(norms, momenta, strict=True):
                 module.momentum = momentum
         return torch.cat([clean, other])
+
+    @torch.no_grad()
+    def map_responses(self, images: torch.Tensor) -> torch.Tensor:
+        """G(F) (B, l, h, w): the CARE maps before normalisation (Eq. 1), eval forward."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self.nuance.generator(self.backbone(images)).float()
+        finally:
+            self.train(was_training)
 
     @torch.no_grad()
     def nuance_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -381,7 +391,7 @@ def build_cnenet(
         declared=declared,
         siamese=siamese,
         nuance_maps=model.nuance_maps,
-        map_probes=CARE_MAP_PROBES,
+        map_probes=care_map_probes(model.map_responses),
         descriptor_parts={  # Eq. 12: f = [u_1, ..., u_l, GAP(F)]
             "nuance": (0, num_maps * feature_dim),
             "pooled": (num_maps * feature_dim, (num_maps + 1) * feature_dim),

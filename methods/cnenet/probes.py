@@ -2,6 +2,8 @@
 health code never needs to know CNENet (benchmark/health.py calls these).
 
 - ``overlap``: L_SD of Eq. 3 on a batch of maps, the mean pairwise cosine between a image's maps.
+- ``responses``: G(F) of Eq. 1, the maps before normalisation, whose activity min-max
+  normalisation would hide (a flat G(F) still becomes a map spanning 0 to 1).
 - ``equivariance``: L_SA of Eq. 5 (l1, valid positions) between T(M(I)) and M(T(I)), T a random
   flip/scale/rotation without content augmentation, drawn from the caller's generator so every
   method and epoch sees the same T.
@@ -44,4 +46,11 @@ def equivariance(
     return semantic_alignment_loss(warped, transformed, valid, "l1")
 
 
-CARE_MAP_PROBES = MapProbes(overlap=overlap, equivariance=equivariance)
+def care_map_probes(
+    responses: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> MapProbes:
+    """CNENet's probes; ``responses``: images -> G(F), the maps before normalisation."""
+    return MapProbes(overlap=overlap, equivariance=equivariance, responses=responses)
+
+
+CARE_MAP_PROBES = care_map_probes()  # without a model: overlap and equivariance only
