@@ -52,3 +52,14 @@ def test_relative_links_of_readme_and_docs_resolve() -> None:
             if not (page.parent / target).exists():
                 broken.append(f"{page.relative_to(REPO)}: {target}")
     assert not broken, broken
+
+
+def test_the_cost_of_pinning_in_the_readme_is_the_measured_one() -> None:
+    table = (REPO / "reports" / "perf" / "isa_cost_embedded.md").read_text()
+    speed = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        if cells and cells[0].startswith(("reference", "unpinned")):
+            speed[cells[0].split(" ")[0]] = float(cells[7])  # train images/s
+    ratio = speed["unpinned"] / speed["reference"]
+    assert f"trains {ratio:.2f}x as many images per second" in README.read_text()
