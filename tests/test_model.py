@@ -175,18 +175,18 @@ def test_fgor_embed_writes_embeddings_and_neighbours(
 
 
 def readme_example() -> str:
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "guide.md").read_text()
     block = re.search(
         r"<!-- embed-example:start -->\n```python\n(.*?)```\n<!-- embed-example:end", text, re.S
     )
-    assert block, "README.md lacks the embed example between its markers"
+    assert block, "docs/guide.md lacks the embed example between its markers"
     return block.group(1)
 
 
 def test_readme_embed_example_runs(
     baseline_run: Path, tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The README's example, verbatim, on a run linked where the example expects it."""
+    """The guide's example (docs/guide.md), verbatim, on a run linked where it expects it."""
     run_dir = tmp_path / "runs" / "adhoc" / "baseline" / "synthetic" / "seed1"
     run_dir.parent.mkdir(parents=True)
     run_dir.symlink_to(baseline_run)
@@ -198,7 +198,7 @@ def test_readme_embed_example_runs(
     printed = io.StringIO()
     namespace: dict[str, object] = {}
     with contextlib.redirect_stdout(printed):
-        exec(compile(readme_example(), "README.md", "exec"), namespace)
+        exec(compile(readme_example(), "docs/guide.md", "exec"), namespace)
     lines = printed.getvalue().splitlines()
     assert len(lines) == 5 + 1
     for line, path in zip(lines, sorted(images), strict=False):
