@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image, ImageStat
 
 from benchmark.report import write_report
-from tests.test_report import write_reference, write_run
+from tests.test_report import REPO, write_reference, write_run
 
 CHROMIUM = next(
     (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),
@@ -153,6 +154,25 @@ window.addEventListener("load", () => {
 </script>"""
 
 
+def first_screen(page: Path, tmp_path: Path) -> dict:
+    """What a 1400 x 900 window shows of ``page`` (self-contained: figures are inline)."""
+    checked = tmp_path / "first_screen.html"
+    checked.write_text(page.read_text().replace("</body>", FIRST_SCREEN + "</body>"))
+    done = chromium(tmp_path, "--window-size=1400,900", "--virtual-time-budget=5000",
+                    "--dump-dom", checked.as_uri())  # fmt: skip
+    match = re.search(r'data-check="([^"]+)"', done.stdout)
+    assert match, f"no render check in the DOM; chromium said: {done.stderr[-2000:]}"
+    return json.loads(match.group(1).replace("&quot;", '"'))
+
+
+def assert_leaderboard_first(state: dict, methods: int) -> None:
+    assert state["header"][:5] == ["#", "Method", "n", "R@1", "95% CI"], state
+    assert len(state["methods"]) == methods and "untrained" in state["methods"]
+    assert state["recalls"] == sorted(state["recalls"], reverse=True)  # best first
+    assert state["bottom"] <= 900, f"the leaderboard ends below the first screen: {state}"
+    assert state["widest"] <= state["main"] and state["page"] <= 1400, state
+
+
 def test_first_screen_shows_the_sorted_leaderboard_and_every_table_fits(tmp_path: Path) -> None:
     """1400 x 900: the leaderboard of a 14-method suite, with intervals and the untrained row,
     ends above the fold, and no table is wider than the page's column."""
@@ -171,17 +191,22 @@ def test_first_screen_shows_the_sorted_leaderboard_and_every_table_fits(tmp_path
             )
     out = tmp_path / "reports"
     write_report(runs, out, write_reference(tmp_path), resamples=200)
-    checked = out / "check.html"
-    checked.write_text(
-        (out / "index.html").read_text().replace("</body>", FIRST_SCREEN + "</body>")
+    assert_leaderboard_first(first_screen(out / "index.html", tmp_path), 14)
+
+
+@pytest.mark.parametrize("report", ["reports", "reports/ablation"])
+def test_committed_reports_open_with_the_leaderboard_and_fit_1400_px(
+    report: str, tmp_path: Path
+) -> None:
+    page = REPO / report / "index.html"
+    methods = len(
+        yaml.safe_load(
+            (
+                REPO
+                / "configs"
+                / "suite"
+                / ("default.yaml" if report == "reports" else "ablation.yaml")
+            ).read_text()
+        )["methods"]
     )
-    done = chromium(tmp_path, "--window-size=1400,900", "--virtual-time-budget=5000",
-                    "--dump-dom", checked.as_uri())  # fmt: skip
-    match = re.search(r'data-check="([^"]+)"', done.stdout)
-    assert match, f"no render check in the DOM; chromium said: {done.stderr[-2000:]}"
-    state = json.loads(match.group(1).replace("&quot;", '"'))
-    assert state["header"][:5] == ["#", "Method", "n", "R@1", "95% CI"], state
-    assert len(state["methods"]) == 14 and "untrained" in state["methods"]
-    assert state["recalls"] == sorted(state["recalls"], reverse=True)  # best first
-    assert state["bottom"] <= 900, f"the leaderboard ends below the first screen: {state}"
-    assert state["widest"] <= state["main"] and state["page"] <= 1400, state
+    assert_leaderboard_first(first_screen(page, tmp_path), methods)
