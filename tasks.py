@@ -1,5 +1,6 @@
 """Set-up and entry points that need nothing but Python 3.11 (stdlib only).
 
+    python3 tasks.py setup   # create .venv from requirements.lock (then: source .venv/bin/activate)
     python3 tasks.py repro   # create .venv from requirements.lock, then `dvc repro`
     python3 tasks.py test    # create .venv from requirements.lock, then the test suite
 

@@ -63,3 +63,11 @@ def test_the_cost_of_pinning_in_the_readme_is_the_measured_one() -> None:
             speed[cells[0].split(" ")[0]] = float(cells[7])  # train images/s
     ratio = speed["unpinned"] / speed["reference"]
     assert f"trains {ratio:.2f}x as many images per second" in README.read_text()
+
+
+def test_tasks_lists_every_command_it_runs() -> None:
+    import tasks
+
+    listed = set(re.findall(r"python3 tasks.py (\w+)", tasks.__doc__ or ""))
+    assert listed == {"setup", "repro", "test"}
+    assert tasks.main([]) == 2  # no command: the list is printed
