@@ -64,13 +64,21 @@ def generated_line(grid: Grid) -> str:
 
 
 def alerts(grid: Grid, differences: list[fairness.Difference], issues: list[str]) -> list[Alert]:
+    """Everything a reader must know before reading a number: the runs, then how they were made."""
+    return [*run_alerts(grid, differences, issues), *provenance_alerts(grid)]
+
+
+def run_alerts(
+    grid: Grid, differences: list[fairness.Difference], issues: list[str]
+) -> list[Alert]:
+    """Unequal protocols, degenerate runs, missing runs, run files that disagree."""
     out = []
     if differences:
+        summary = fairness.difference_summary(differences)
         out.append(
             Alert(
                 "The shared protocol differs between runs, so these numbers are not a "
-                f"like-for-like comparison: {fairness.difference_summary(differences)}. "
-                "See Fairness.",
+                f"like-for-like comparison: {summary}. See Fairness.",
                 "danger",
             )
         )
@@ -82,8 +90,7 @@ def alerts(grid: Grid, differences: list[fairness.Difference], issues: list[str]
         )
         out.append(
             Alert(
-                f"{len(degenerate)} degenerate run(s), marked ✗ in every table: {listed}.",
-                "danger",
+                f"{len(degenerate)} degenerate run(s), marked ✗ in every table: {listed}.", "danger"
             )
         )
     missing = grid.missing_cells()
@@ -94,40 +101,43 @@ def alerts(grid: Grid, differences: list[fairness.Difference], issues: list[str]
                 "file (named under each table; listed under Provenance)."
             )
         )
-    for issue in issues:
-        out.append(Alert(f"Inconsistent run files: {issue}."))
-    commits = sorted(set(grid.results["git_commit"]))
+    return out + [Alert(f"Inconsistent run files: {issue}.") for issue in issues]
+
+
+def provenance_alerts(grid: Grid) -> list[Alert]:
+    """Code versions, libraries, devices, instruction sets, dirty checkouts, no reference."""
+    results, out = grid.results, []
+    commits = sorted(set(results["git_commit"]))
     if len(commits) > 1:
         versions = ", ".join(commit[:10] for commit in commits)
         out.append(Alert(f"The runs come from {len(commits)} code versions: {versions}."))
-    installed = list(grid.results["libraries"])
+    installed = list(results["libraries"])
     names = sorted({name for entry in installed for name in entry})
     differing = [n for n in names if len({str(entry.get(n)) for entry in installed}) > 1]
     if differing:
         out.append(Alert(f"Library versions differ between runs: {', '.join(differing)}."))
     for dataset in grid.datasets:
-        devices = sorted(set(grid.results.loc[grid.results["dataset"] == dataset, "device"]))
+        devices = sorted(set(results.loc[results["dataset"] == dataset, "device"]))
         if len(devices) > 1:
             out.append(
                 Alert(
-                    f"Runs on {dataset} used {len(devices)} devices: timings compare only "
-                    f"within one device ({'; '.join(devices)}).",
+                    f"Runs on {dataset} used {len(devices)} devices: timings compare only within "
+                    f"one device ({'; '.join(devices)}).",
                     "info",
                 )
             )
-    unpinned = grid.results[grid.results["cpu_isa"] != "avx2"]
+    unpinned = results[results["cpu_isa"] != "avx2"]
     if len(unpinned):
         settings = ", ".join(sorted(set(unpinned["cpu_isa"])))
         out.append(
             Alert(
-                f"{len(unpinned)} of {len(grid.results)} runs used the CPU's own kernels "
-                f"({settings}) instead of the pinned instruction set (FGOR_CPU_ISA, "
-                "docs/reproducibility.md): their numbers agree with pinned runs only within "
-                "seed noise.",
+                f"{len(unpinned)} of {len(results)} runs used the CPU's own kernels ({settings}) "
+                "instead of the pinned instruction set (FGOR_CPU_ISA, docs/reproducibility.md): "
+                "their numbers agree with pinned runs only within seed noise.",
                 "info",
             )
         )
-    dirty = int(grid.results["git_dirty"].sum())
+    dirty = int(results["git_dirty"].sum())
     if dirty:
         out.append(
             Alert(f"{dirty} run(s) were made from a checkout with uncommitted changes.", "info")
@@ -160,28 +170,39 @@ class Parts:
     latex: list[Table]
 
 
-def build_parts(
-    grid: Grid, resamples: int, seed: int, figures: list[FigureItem], root: Path
-) -> Parts:
-    differences = fairness.protocol_differences(grid)
-    top = alerts(grid, differences, consistency_issues(grid))
-    reference = f"`{grid.reference.path.name}`" if grid.reference.path else "none given"
-    comparison = sections.comparison_tables(grid)
-    ablation = sections.ablation_tables(grid)
-    tests = [leaderboard.dataset_tests(grid, d, resamples, seed) for d in grid.datasets]
-    board: list[object] = [Heading("Leaderboard")]
+FAIRNESS_TEXT = (
+    "The resolved configs (results.json `config`) of all runs of a dataset are compared key by "
+    "key, leaving out the method's own keys (`method`, and `tuned`: its knobs chosen on the "
+    "validation classes, listed below) and per-run bookkeeping ({bookkeeping}); the data "
+    "manifest's hash is compared too."
+)
+NO_DIFFERENCES = (
+    "No differences: every run of a dataset shares every setting outside `method` (and the same "
+    "data manifest)."
+)
+
+
+def leaderboard_blocks(grid: Grid, tests: list[leaderboard.DatasetTests]) -> list[object]:
+    blocks: list[object] = [Heading("Leaderboard")]
     for test in tests:
-        board += [
-            Text(leaderboard.headline(grid, test)),
-            TableBlock(leaderboard.leaderboard_table(grid, test)),
-        ]
-    numbers = [
+        table = leaderboard.leaderboard_table(grid, test)
+        blocks += [Text(leaderboard.headline(grid, test)), TableBlock(table)]
+    return blocks
+
+
+def number_blocks(
+    grid: Grid, tests: list[leaderboard.DatasetTests], comparison: list[Table], statistics: str
+) -> list[object]:
+    """Comparison with the paper, statistics, secondary metrics, descriptor parts, map health
+    and cost."""
+    reference = f"`{grid.reference.path.name}`" if grid.reference.path else "none given"
+    return [
         Heading("Comparison"),
         Text(SOURCES_TEXT.format(reference=reference)),
         *(TableBlock(t) for t in comparison),
         Heading("Statistics"),
         Text(SUMMARY_TEXT),
-        Text(leaderboard.tests_text(resamples, seed)),
+        Text(statistics),
         *(TableBlock(leaderboard.statistics_table(grid, t)) for t in tests),
         *(Text(text) for text in map(leaderboard.mdd_text, tests) if text),
         Heading("Secondary metrics"),
@@ -191,37 +212,31 @@ def build_parts(
         Heading("Cost"),
         *(TableBlock(t) for t in sections.cost_tables(grid)),
     ]
+
+
+def ablation_blocks(grid: Grid, ablation: list[Table]) -> list[object]:
     pointer = related.pointer_text(grid)
-    ablation_blocks = [
+    return [
         Heading("Ablations"),
         Text(ABLATION_INTRO if ablation else "No ablation row of the paper ran in this suite."),
         *(TableBlock(t) for t in ablation),
         *([Text(pointer)] if pointer else []),
     ]
-    differences_blocks = (
-        [TableBlock(fairness.difference_table(differences))]
-        if differences
-        else [
-            Text(
-                "No differences: every run of a dataset shares every setting outside `method` "
-                "(and the same data manifest)."
-            )
-        ]
-    )
+
+
+def rest_blocks(
+    grid: Grid, differences: list[fairness.Difference], figures: list[FigureItem], root: Path
+) -> list[object]:
+    """Figures, methods, fairness and provenance."""
+    bookkeeping = ", ".join(f"`{k}`" for k in fairness.BOOKKEEPING)
     rest = [
         Heading("Figures"),
         *(FigureBlock(f) for f in figures),
         Heading("Methods"),
         TableBlock(methods_table.methods_table(grid)),
         Heading("Fairness"),
-        Text(
-            "The resolved configs (results.json `config`) of all runs of a dataset are compared "
-            "key by key, leaving out the method's own keys (`method`, and `tuned`: its knobs "
-            "chosen on the validation classes, listed below) and per-run bookkeeping "
-            f"({', '.join(f'`{k}`' for k in fairness.BOOKKEEPING)}); the data manifest's hash "
-            "is compared too."
-        ),
-        *differences_blocks,
+        Text(FAIRNESS_TEXT.format(bookkeeping=bookkeeping)),
+        TableBlock(fairness.difference_table(differences)) if differences else Text(NO_DIFFERENCES),
         *tuning_blocks(grid, root),
         TableBlock(fairness.parameter_groups_table(grid)),
         TableBlock(fairness.shared_protocol_table(grid)),
@@ -229,9 +244,25 @@ def build_parts(
         TableBlock(fairness.provenance_table(grid)),
         TableBlock(fairness.library_table(grid)),
     ]
-    if grid.missing_cells():
-        rest.append(TableBlock(fairness.missing_table(grid)))
-    return Parts(top, board, tests, numbers, ablation_blocks, rest, comparison + ablation)
+    return rest + ([TableBlock(fairness.missing_table(grid))] if grid.missing_cells() else [])
+
+
+def build_parts(
+    grid: Grid, resamples: int, seed: int, figures: list[FigureItem], root: Path
+) -> Parts:
+    differences = fairness.protocol_differences(grid)
+    top = alerts(grid, differences, consistency_issues(grid))
+    comparison, ablation = sections.comparison_tables(grid), sections.ablation_tables(grid)
+    tests = [leaderboard.dataset_tests(grid, d, resamples, seed) for d in grid.datasets]
+    return Parts(
+        top,
+        leaderboard_blocks(grid, tests),
+        tests,
+        number_blocks(grid, tests, comparison, leaderboard.tests_text(resamples, seed)),
+        ablation_blocks(grid, ablation),
+        rest_blocks(grid, differences, figures, root),
+        comparison + ablation,
+    )
 
 
 def write_report(
@@ -265,46 +296,12 @@ def write_report(
     analysis = error_analysis(grid, root)
     parts.rest[:0] = analysis.blocks  # before Figures, in results.md and index.html
     suite = ", ".join(sorted(set(results["suite"]))) or Path(runs_dir).name
-    meta = generated_line(grid)
-    ablation_name = related.ablation_file(suite)
-
-    main = Document(f"fgor-bench results: suite {suite}")
-    danger = [a for a in parts.top if a.level == "danger"]  # above all: the numbers' caveats
-    main.add(
-        Text(meta),
-        *danger,
-        *parts.leaderboard,
-        *[a for a in parts.top if a not in danger],
-        *parts.numbers,
-        Text(f"Ablations: see [{ablation_name}]({ablation_name})."),
-        *parts.rest,
-    )
-    ablation = Document(f"fgor-bench ablations: suite {suite}")
-    ablation.add(Text(meta), *[a for a in parts.top if a.level == "danger"], *parts.ablation[1:])
-    page = Document(f"fgor-bench report: suite {suite}")
-    page.add(*danger, *parts.leaderboard, *[a for a in parts.top if a not in danger])
-    page.add(*parts.numbers, *parts.ablation, *parts.rest)
-    board = Document(f"Leaderboard: suite {suite}")
-    board.add(Text(meta), *danger, *parts.leaderboard[1:])
-
     texts = {
-        "results.md": to_markdown_document(main),
-        ablation_name: to_markdown_document(ablation),
+        **documents(parts, suite, generated_line(grid)),
         "results.csv": sections.tidy_frame(grid).to_csv(index=False, float_format=CSV_FLOAT),
         "tables.tex": "% Generated by python -m benchmark.report; needs \\usepackage{booktabs}.\n"
         + "\n".join(to_latex(t) for t in parts.latex),
-        "index.html": to_html_page(page, meta),
-        "leaderboard.md": to_markdown_document(board),  # the README's results block
-        "statistics/tests.csv": leaderboard.statistics_frame(
-            parts.tests, resamples, bootstrap_seed
-        ).to_csv(index=False, float_format="%.17g"),
-        **{
-            f"statistics/per_query_{t.dataset}.csv": leaderboard.per_query_frame(t).to_csv(
-                index=False
-            )
-            for t in parts.tests
-            if t.labels is not None
-        },
+        **statistics_files(parts.tests, resamples, bootstrap_seed),
         **analysis.files,
     }
     files = {Path("figures") / f.name: f.png for f in figures if f.png is not None}
@@ -312,6 +309,49 @@ def write_report(
     files.update(runfiles.run_files(results))
     files.update(dvc_metrics_files(grid))  # metrics/<dataset>/<method>.json: dvc metrics show
     files.update(dvc_plot_files(results))  # plots/<dataset>/<column>.tsv: dvc plots show
+    write_files(out_dir, files)
+    return [out_dir / name for name in files]
+
+
+def documents(parts: Parts, suite: str, meta: str) -> dict[str, str]:
+    """results.md, ablations_<suite>.md, index.html and leaderboard.md from the same parts; the
+    danger alerts (numbers not comparable, degenerate runs) come before everything else."""
+    ablation_name = related.ablation_file(suite)
+    danger = [a for a in parts.top if a.level == "danger"]
+    other = [a for a in parts.top if a not in danger]
+    main = Document(f"fgor-bench results: suite {suite}")
+    main.add(Text(meta), *danger, *parts.leaderboard, *other, *parts.numbers)
+    main.add(Text(f"Ablations: see [{ablation_name}]({ablation_name})."), *parts.rest)
+    ablation = Document(f"fgor-bench ablations: suite {suite}")
+    ablation.add(Text(meta), *danger, *parts.ablation[1:])
+    page = Document(f"fgor-bench report: suite {suite}")
+    page.add(*danger, *parts.leaderboard, *other, *parts.numbers, *parts.ablation, *parts.rest)
+    board = Document(f"Leaderboard: suite {suite}")
+    board.add(Text(meta), *danger, *parts.leaderboard[1:])
+    return {
+        "results.md": to_markdown_document(main),
+        ablation_name: to_markdown_document(ablation),
+        "index.html": to_html_page(page, meta),
+        "leaderboard.md": to_markdown_document(board),  # the README's results block
+    }
+
+
+def statistics_files(
+    tests: list[leaderboard.DatasetTests], resamples: int, seed: int
+) -> dict[str, str]:
+    """statistics/tests.csv (every test, full precision) and the per-query hits behind them."""
+    frame = leaderboard.statistics_frame(tests, resamples, seed)
+    files = {"statistics/tests.csv": frame.to_csv(index=False, float_format="%.17g")}
+    for test in tests:
+        if test.labels is not None:
+            per_query = leaderboard.per_query_frame(test).to_csv(index=False)
+            files[f"statistics/per_query_{test.dataset}.csv"] = per_query
+    return files
+
+
+def write_files(out_dir: Path, files: dict[Path, bytes]) -> None:
+    """Each file atomically; copied run files, curves and figures of an earlier report that this
+    one does not write are removed."""
     runfiles.remove_stale(out_dir, set(files))
     figures_dir = out_dir / "figures"
     for stale in sorted(figures_dir.glob("*.png")) if figures_dir.is_dir() else []:
@@ -319,4 +359,3 @@ def write_report(
             stale.unlink()
     for name, data in files.items():
         write_atomic(out_dir / name, lambda tmp, data=data: tmp.write_bytes(data))
-    return [out_dir / name for name in files]

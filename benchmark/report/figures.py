@@ -271,6 +271,18 @@ def retrieval_examples(
             caption,
             note=f"images not available: {absent[0]} (and {len(absent) - 1} more) of {shown}",
         )
+    png = draw_examples({int(i): paths[int(i)] for i in needed}, chosen, neighbors, labels, title)
+    return FigureItem(name, title, caption, png)
+
+
+def draw_examples(
+    paths: dict[int, Path],
+    chosen: np.ndarray,
+    neighbors: np.ndarray,
+    labels: np.ndarray,
+    title: str,
+) -> bytes:
+    """One row per query: the query, then its neighbours framed green (hit) or red (miss)."""
     from PIL import Image
 
     k = neighbors.shape[1]
@@ -295,7 +307,7 @@ def retrieval_examples(
                 spine.set_linewidth(3 if column else 1.5)
             ax.set_title(label, fontsize=8, color=color)
     figure.suptitle(title, fontsize=10)
-    return FigureItem(name, title, caption, png_bytes(figure))
+    return png_bytes(figure)
 
 
 def project_2d(embeddings: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:

@@ -130,41 +130,48 @@ def recall_table(grid: Grid, dataset: str, entries: list[Entry], key: str, capti
             cells += published
             mismatched = mismatched or mismatch
         table.add(*cells, run_links(grid, entry.method, dataset))
-    table.notes.append(
+    table.notes += recall_notes(dataset, entries, ran, maps, ks, flagged)
+    if mismatched:
+        names = ", ".join(f"{code} = {name}" for code, name in ARCHITECTURES.items())
+        table.notes.append(f"† published with a different backbone than ours ({names}).")
+    return table
+
+
+def recall_notes(
+    dataset: str, entries: list[Entry], ran: list[Entry], maps: bool, ks: list[int], flagged: bool
+) -> list[str]:
+    """What a recall table's columns and marks mean, and which methods did not run."""
+    notes = [
         "Mean ± std over seeds (n seeds; n = a/b when b were expected); best per column in bold. "
         f"{DEGENERATE}k/n: k of the n seeds are degenerate (embeddings collapsed, or test R@1 "
         "within 1.5x chance); they are listed at the top of the report. Runs: each seed's "
         "results.json (its config, history and log are under Provenance)."
-    )
+    ]
     if maps:
-        table.notes.append(
+        notes.append(
             "Dead maps %: share of (test image, CARE map) pairs whose map is all zero, mean over "
-            "seeds (methods with CARE maps only)."
+            "seeds (methods with CARE maps only); 0 by construction under min-max normalisation, "
+            "so read the nuance-map health table for measures that can fail."
         )
     if ks:
-        table.notes.append(
+        notes.append(
             "Paper: the published number, only where the paper prints one (columns for the K it "
             "prints); Δ = ours − paper."
         )
     elif ran:
-        table.notes.append(f"The paper prints no number for these rows on {dataset}.")
+        notes.append(f"The paper prints no number for these rows on {dataset}.")
     if any(entry.context for entry in ran) and ks:
-        table.notes.append(
+        notes.append(
             f"The paper has no {dataset} numbers: its CUB numbers (ResNet-50, 224 px, ImageNet "
             "weights) are shown for the ordering of the rows only; no Δ is computed across "
             "datasets."
         )
     absent = [e.method for e in entries if e not in ran]
     if absent:
-        table.notes.append(f"Not run: {', '.join(f'`{m}`' for m in absent)}.")
+        notes.append(f"Not run: {', '.join(f'`{m}`' for m in absent)}.")
     if flagged:
-        table.notes.append(
-            "⚠ ran under a protocol that differs from the other runs (see Fairness)."
-        )
-    if mismatched:
-        names = ", ".join(f"{code} = {name}" for code, name in ARCHITECTURES.items())
-        table.notes.append(f"† published with a different backbone than ours ({names}).")
-    return table
+        notes.append("⚠ ran under a protocol that differs from the other runs (see Fairness).")
+    return notes
 
 
 def dead_maps_cell(grid: Grid, method: str, dataset: str) -> str:
