@@ -113,3 +113,24 @@ def test_committed_report_p_values_recompute_exactly_in_a_clone() -> None:
     pd.testing.assert_frame_equal(
         leaderboard.recompute(REPO / "reports"), committed, check_exact=True
     )
+
+
+def test_letters_do_not_depend_on_the_hash_seed() -> None:
+    """Two groups led by the same best method: their order must not follow set iteration."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from benchmark.report.comparisons import letters;"
+        "print(letters(['a1','b2','c3','d4','e5'], {frozenset(p) for p in "
+        "[('b2','c3'),('a1','d4'),('c3','e5'),('b2','e5'),('a1','e5')]}))"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code], env=dict(os.environ, PYTHONHASHSEED=str(seed)),
+            capture_output=True, text=True, check=True, cwd=REPO,
+        ).stdout
+        for seed in range(6)
+    }  # fmt: skip
+    assert len(outputs) == 1, outputs

@@ -659,15 +659,16 @@ def test_agreement_expects_identical_numbers_from_pinned_runs_of_one_backbone(
     assert "3 of 3 runs used the CPU's own kernels (native (unrecorded))" in markdown
     csv_path = tmp_path / "out" / "results.csv"
     # runs that recorded no setting ran unpinned: noise is all one may expect
-    assert run_inputs(fresh)["CPU instruction set"] == {"native"}
+    assert run_inputs(fresh)["CPU instruction set"] == {"native (unrecorded)"}
     assert agreement(["--committed", str(csv_path), "--runs", str(fresh)]) == 0
     assert "expected: within noise; met" in capsys.readouterr().out
     assert agreement(["--committed", str(csv_path), "--runs", str(fresh), "--expect", "identical"])
     assert "expected: identical; falls short: within noise" in capsys.readouterr().out
-    pinned = {"CPU instruction set": {"avx2"}, "backbone": {"file:b sha256:1"}}
+    pinned = {"CPU instruction set": {"avx2"}, "device": {"cpu"}, "backbone file": {"f"}}
     assert expectation(pinned, pinned) == "identical"
-    assert expectation(pinned, {**pinned, "backbone": {"file:b sha256:2"}}) == "within noise"
+    assert expectation(pinned, {**pinned, "backbone file": {"g"}}) == "identical"  # metadata
     assert expectation(pinned, {**pinned, "CPU instruction set": {"native"}}) == "within noise"
+    assert expectation(pinned, {**pinned, "device": {"cuda"}}) == "within noise"  # not pinned
 
 
 def test_descriptor_parts_are_shown_beside_the_whole(tmp_path: Path) -> None:

@@ -2,13 +2,13 @@
 benchmark.report.agreement --committed reports/results.csv --runs runs/default``.
 
 What a reader should expect (docs/reproducibility.md): a CPU run's thread count and
-instruction set are part of the protocol (benchmark/cpu_isa.py pins AVX2 kernels), so two runs
-with the same pinned setting and the same pretrained backbone are expected to be bit-identical on
-any CPU of the kind, AVX2 or AVX-512; with the opt-out (``FGOR_CPU_ISA=native``) on one side, or
-another backbone, CPU kernels split their sums differently, float rounding differs from the first
-step on, and a run agrees only within seed-to-seed noise. The tool first compares those inputs
-(each run's recorded setting and backbone sha256, the committed side read from the report's
-``runs/`` beside the CSV) and sets the expectation from them (``--expect`` overrides it). Each
+instruction set are part of the protocol (benchmark/cpu_isa.py pins AVX2 kernels), so two CPU
+runs with the pinned setting are expected to be bit-identical on any CPU of the kind, AVX2 or
+AVX-512, the pretrained backbone included; with the opt-out (``FGOR_CPU_ISA=native``) on one side,
+or on a GPU, kernels split their sums differently, float rounding differs from the first step on,
+and a run agrees only within seed-to-seed noise. The tool first compares those inputs (each run's
+recorded setting and device, the committed side read from the report's ``runs/`` beside the
+CSV) and sets the expectation from them (``--expect`` overrides it). Each
 (method, dataset, metric) mean of the fresh runs is compared with the committed one: `identical`
 when equal at the committed file's precision (results.csv keeps 6 significant digits),
 `within noise` when the difference is at most ``SIGMAS`` standard errors of the difference
@@ -28,8 +28,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark.cpu_isa import PINNED_ISA
 from benchmark.report.build import CSV_FLOAT
-from benchmark.report.collect import load_results, read_results
+from benchmark.report.collect import cpu_isa_setting, load_results, read_results
 from benchmark.report.stats import summarize
 
 SIGMAS = 3.0
@@ -73,22 +74,31 @@ def compare(committed_csv: Path, runs: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+ISA, DEVICE, BACKBONE = "CPU instruction set", "device", "backbone file"
+
+
 def run_inputs(runs: Path) -> dict[str, set[str]]:
-    """The instruction-set settings and pretrained-backbone files the runs under ``runs`` used
-    (a run from before the setting was recorded counts as ``native``)."""
-    found: dict[str, set[str]] = {"CPU instruction set": set(), "backbone": set()}
+    """What decides whether two runs can agree bit for bit: the instruction-set setting (a run
+    from before it was recorded used the CPU's own kernels), the kind of device (CUDA kernels
+    are not pinned), and, for information, the pretrained backbone file (its bytes include
+    metadata such as the commit it was made at, so two clones' files differ even when their
+    tensors do not: the untrained row, the backbone's own retrieval, tells)."""
+    found: dict[str, set[str]] = {ISA: set(), DEVICE: set(), BACKBONE: set()}
     for path in sorted(Path(runs).rglob("results.json")):
         results = read_results(path)
-        isa = results["provenance"].get("cpu", {}).get("isa", {}).get("setting", "native")
-        found["CPU instruction set"].add(isa)
-        found["backbone"].add(str(results.get("backbone_weights")))
+        found[ISA].add(cpu_isa_setting(results["provenance"]))
+        found[DEVICE].add(str(results["provenance"]["device"]).split(":")[0])
+        found[BACKBONE].add(str(results.get("backbone_weights")))
     return found
 
 
 def expectation(committed: dict[str, set[str]], fresh: dict[str, set[str]]) -> str:
-    """``identical`` when both sides ran pinned from the same backbone, else ``within noise``."""
-    same = all(committed[key] == fresh[key] and len(fresh[key]) == 1 for key in committed)
-    return "identical" if same and committed["CPU instruction set"] == {"avx2"} else "within noise"
+    """``identical`` when every run on both sides ran on CPU under the pinned instruction set,
+    else ``within noise``."""
+    pinned = {PINNED_ISA}
+    cpu_only = committed[DEVICE] == fresh[DEVICE] == {"cpu"}
+    same = committed[ISA] == fresh[ISA] == pinned
+    return "identical" if cpu_only and same else "within noise"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,10 +5,12 @@ Every method's per-seed, per-query hits (S, N) are resampled once: each resample
 queries with replacement (one draw shared by every method, so any two methods are compared on
 the same queries) and, for each method independently, its seeds with replacement (two methods'
 seeds are independent runs, not pairs). A method's resampled mean hit rate is kept, so the
-difference of any pair is one subtraction: the same two-level bootstrap as
-:func:`benchmark.report.stats.hierarchical_bootstrap`, computed once per method instead of once
-per pair. A method's seed draws come from its own generator (seeded by its name), so adding a
-method to a suite changes no other pair's numbers.
+difference of any pair is one subtraction: the two-level bootstrap of
+:func:`benchmark.report.stats.hierarchical_bootstrap` (kept as the per-pair reference the tests
+compare with), computed once per method instead of once per pair. With few seeds, resampling
+them understates their spread by a factor (n - 1) / n in variance (the report says so). A
+method's seed draws come from its own generator (seeded by its name), so adding a method to a
+suite changes no other pair's numbers.
 """
 
 from __future__ import annotations
@@ -44,11 +46,6 @@ class Comparison:
 def deterministic(hits: np.ndarray) -> bool:
     """Every seed retrieved exactly the same (a method without randomness, e.g. no training)."""
     return len(hits) > 1 and bool((hits == hits[0]).all())
-
-
-def testable(hits: np.ndarray) -> bool:
-    """Enough seeds to estimate the spread, or none needed (deterministic)."""
-    return len(hits) >= MIN_SEEDS or deterministic(hits)
 
 
 def bootstrap_means(
@@ -123,16 +120,19 @@ def minimum_detectable_difference(se: float, tests: int) -> float:
 
 
 def letters(order: Sequence[str], different: set[frozenset[str]]) -> dict[str, str]:
-    """Compact letter display (insert-and-absorb, Piepho 2004): methods that share a letter do
-    not differ significantly; ``order`` (best first) decides which group gets 'a'.
+    """Compact letter display (insert-and-absorb, Piepho 2004; without its sweeping step, so a
+    letter can be redundant, never wrong): methods that share a letter were not shown to differ;
+    ``order`` (best first) decides which group gets 'a'. The result does not depend on the
+    iteration order of ``different`` (no hash-seed dependence).
 
     >>> letters(["x", "y", "z"], {frozenset({"x", "z"})})
     {'x': 'a', 'y': 'ab', 'z': 'b'}
     """
     if not order:
         return {}
+    rank = {m: k for k, m in enumerate(order)}
     groups: list[set[str]] = [set(order)]
-    for pair in different:
+    for pair in sorted(different, key=lambda p: sorted(rank[m] for m in p)):  # a fixed order
         i, j = sorted(pair)
         split: list[set[str]] = []
         for group in groups:
@@ -142,7 +142,6 @@ def letters(order: Sequence[str], different: set[frozenset[str]]) -> dict[str, s
                 split.append(group)
         groups = [g for g in split if not any(g < h for h in split)]  # absorb subsets
         groups = [g for k, g in enumerate(groups) if g and g not in groups[:k]]
-    rank = {m: k for k, m in enumerate(order)}
-    groups.sort(key=lambda g: min(rank[m] for m in g))
+    groups.sort(key=lambda g: sorted(rank[m] for m in g))  # by best member, then the next
     names = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
     return {m: "".join(names[k] for k, g in enumerate(groups) if m in g) for m in order}

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from benchmark.report.collect import RECALL_KS
-from benchmark.report.grid import BASELINE, Grid
+from benchmark.report.grid import BASELINE, UNTRAINED, Grid
 
 HIT, MISS = "#1a9850", "#d73027"
 NOT_LOSS_COLUMNS = ("epoch", "lr", "images_per_second", "seconds")  # of history.csv
@@ -146,7 +146,7 @@ def recall_points(grid: Grid, dataset: str) -> FigureItem:
             )  # fmt: skip
             seeds = grid.runs(method, dataset)["recall@1"].to_numpy(dtype=float)
             axes.scatter(seeds, np.full(len(seeds), row + 0.22), s=9, color="0.35", zorder=3)
-        references = {"untrained": grid.summary("untrained", dataset, "recall@1").mean}
+        references = {UNTRAINED: grid.summary(UNTRAINED, dataset, "recall@1").mean}
         references["chance"] = chance_level(grid, dataset)
         for (label, value), style in zip(references.items(), ("--", ":"), strict=True):
             if value is not None and not math.isnan(value):

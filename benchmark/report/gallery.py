@@ -9,13 +9,15 @@ import pandas as pd
 from benchmark.report import figures, runfiles
 from benchmark.report.figures import FigureItem, embedding_methods
 from benchmark.report.grid import Grid
+from benchmark.report.leaderboard import ranked
 from benchmark.safe_io import load_npy
 
 EXAMPLE_QUERIES = 4
 
 
 def example_runs(grid: Grid, dataset: str, names: tuple[str, ...]) -> list[pd.Series]:
-    """The baseline's and CNENet's runs (else the first method's) at their smallest common seed."""
+    """The runs of the named methods that ran (else the first method's), at their smallest
+    common seed."""
     methods = [m for m in names if len(grid.runs(m, dataset))]
     if not methods:
         methods = [m for m in grid.methods if len(grid.runs(m, dataset))][:1]
@@ -39,18 +41,11 @@ def manifest_path(config: dict, data_root: Path) -> tuple[Path, str]:
     return path, (root / "manifest.csv").as_posix()
 
 
-def best_method(grid: Grid, dataset: str) -> str | None:
-    ran = [m for m in grid.methods if grid.summary(m, dataset, "recall@1").n]
-    return max(ran, key=lambda m: grid.summary(m, dataset, "recall@1").mean) if ran else None
-
-
 def retrieval_figures(grid: Grid, dataset: str, data_root: Path) -> list[FigureItem]:
     """Retrieval grids of the baseline, the best method by R@1 and the first method with CARE
     maps (each once)."""
     items = []
-    names = tuple(
-        dict.fromkeys(filter(None, (*embedding_methods(grid), best_method(grid, dataset))))
-    )
+    names = tuple(dict.fromkeys([*embedding_methods(grid), *ranked(grid, dataset)[:1]]))
     for run in example_runs(grid, dataset, names):
         name = f"retrieval_{run['method']}_{dataset}.png"
         title = f"Retrieval examples: {run['method']} on {dataset}, seed {run['seed']}"

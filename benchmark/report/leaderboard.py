@@ -1,6 +1,6 @@
 """The report's first screen: methods sorted by R@1 with intervals, their differences from the
-untrained backbone and from the baseline with Holm-adjusted p-values, the groups of methods that
-do not differ (compact letters), the minimum detectable difference, and one generated sentence.
+untrained backbone and from the baseline with Holm-adjusted p-values, the groups of methods not
+shown to differ (compact letters), the minimum detectable difference, and one generated sentence.
 
 The tests of a dataset form three families, each Holm-corrected on its own: every method against
 the baseline, every method against the untrained backbone, every pair (the letters). They run on
@@ -22,11 +22,10 @@ import pandas as pd
 
 from benchmark.report import comparisons
 from benchmark.report.comparisons import Comparison
-from benchmark.report.grid import BASELINE, DASH, Grid, number
+from benchmark.report.grid import BASELINE, DASH, MISSING, UNTRAINED, Grid, number
 from benchmark.report.paired import method_hits
 from benchmark.report.tables import Column, Table
 
-UNTRAINED = "untrained"
 STATISTICS = "statistics"  # <report>/statistics/: tests.csv and per_query_<dataset>.csv
 FAMILIES = {"vs_baseline": BASELINE, "vs_untrained": UNTRAINED}  # family -> its reference
 PAIRWISE = "pairwise"
@@ -74,13 +73,16 @@ def dataset_tests(grid: Grid, dataset: str, resamples: int, seed: int) -> Datase
     for method in grid.methods:
         found = method_hits(grid, method, dataset, 1)
         if isinstance(found, str):
-            if found != "not run":
+            if found != MISSING:
                 tests.untestable[method] = found
             continue
         if tests.labels is not None and not np.array_equal(found.labels, tests.labels):
             tests.untestable[method] = "its test queries differ from the other methods'"
             continue
-        if not comparisons.testable(found.per_seed):
+        deterministic = grid.deterministic(method, dataset) and comparisons.deterministic(
+            found.per_seed
+        )
+        if len(found.per_seed) < comparisons.MIN_SEEDS and not deterministic:
             tests.untestable[method] = f"fewer than {comparisons.MIN_SEEDS} seeds"
             continue
         tests.labels = found.labels
@@ -94,7 +96,7 @@ def p_text(p: float) -> str:
     return "< 0.001" if p < 1e-3 else f"{p:.3f}"
 
 
-def delta_cells(tests: DatasetTests, family: str, method: str, mean: float) -> list[str]:
+def delta_cells(tests: DatasetTests, family: str, method: str) -> list[str]:
     """Δ and its Holm p against the family's reference (bold when p < 0.05)."""
     reference = FAMILIES[family]
     if method == reference:
@@ -123,8 +125,7 @@ def ranked(grid: Grid, dataset: str) -> list[str]:
 
 def interval(grid: Grid, tests: DatasetTests, method: str) -> tuple[str, str]:
     summary = grid.summary(method, tests.dataset, "recall@1")
-    exact = summary.n > 1 and summary.std == 0
-    if exact and method in tests.hits and comparisons.deterministic(tests.hits[method]):
+    if grid.deterministic(method, tests.dataset):
         return f"{summary.n} (deterministic)", "exact"
     if summary.n < 2:
         return str(summary.n), f"n/a (n = {summary.n})"
@@ -146,8 +147,8 @@ def leaderboard_table(grid: Grid, tests: DatasetTests) -> Table:
         n, ci = interval(grid, tests, method)
         table.add(
             str(rank), f"`{method}`", n, number(mean), ci,
-            *delta_cells(tests, "vs_untrained", method, mean),
-            *delta_cells(tests, "vs_baseline", method, mean),
+            *delta_cells(tests, "vs_untrained", method),
+            *delta_cells(tests, "vs_baseline", method),
             groups.get(method, DASH),
         )  # fmt: skip
     table.notes += leaderboard_notes(tests)
@@ -159,8 +160,9 @@ def leaderboard_notes(tests: DatasetTests) -> list[str]:
         "R@1: mean over seeds (%); 95% CI: Student t over seeds, `exact` for a method whose "
         "seeds retrieve identically. Δ: difference in R@1 points; p: two-sided hierarchical "
         "bootstrap over seeds and test queries, Holm-adjusted within its column's family; bold: "
-        f"p < {comparisons.ALPHA}. Group: methods sharing a letter do not differ (all pairs, "
-        f"Holm). {CHECKPOINT_POLICY}"
+        f"p < {comparisons.ALPHA}. Group: methods sharing a letter were not shown to differ "
+        "(all pairs, Holm over that larger family, so a difference bold against the baseline "
+        f"can still share the baseline's letter). {CHECKPOINT_POLICY}"
     ]
     for method, reason in sorted(tests.untestable.items()):
         notes.append(f"`{method}` is not tested: {reason}.")
@@ -200,8 +202,8 @@ def headline(grid: Grid, tests: DatasetTests) -> str:
     mdd = detectable(tests)
     if mdd is not None:
         text += (
-            f" With these seeds a difference from the baseline smaller than about {number(mdd)} "
-            "R@1 points would usually go undetected."
+            f" With these seeds a true difference from the baseline smaller than about "
+            f"{number(mdd)} R@1 points is detected with less than 80% probability."
         )
     return text
 
@@ -289,6 +291,8 @@ def tests_text(resamples: int, seed: int) -> str:
         "each family: all methods against the baseline, all against the untrained backbone, and "
         f"all pairs (the leaderboard's groups). A method needs {comparisons.MIN_SEEDS} seeds to "
         "be tested, unless its seeds retrieve identically (deterministic, e.g. no training). "
+        "With few seeds the resampled seeds understate the seed-to-seed spread (by (n − 1) / n "
+        "in variance), so the p-values and the minimum detectable difference lean optimistic. "
         "Every test, with full-precision p-values, is in statistics/tests.csv."
     )
 

@@ -52,8 +52,8 @@ def descriptor_part_tables(grid: Grid) -> list[Table]:
         table.notes.append(
             "Mean ± std over seeds (%). Full: the method's whole descriptor (the numbers of the "
             "tables above); each part: its columns of the same test embeddings alone, "
-            "L2-normalised like the whole. A part above the whole means the rest of the "
-            "descriptor hurts retrieval."
+            "L2-normalised like the whole. A part above the whole on average suggests the rest "
+            "of the descriptor does not help retrieval here (no test is run on this table)."
         )
         tables.append(table)
     return tables
