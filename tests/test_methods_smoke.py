@@ -10,6 +10,7 @@ import torch
 
 from benchmark.cell import build_run_method
 from benchmark.config import compose_config, run_settings, validate
+from benchmark.report.methods_table import LOSS_KEYS
 from methods.registry import available_methods
 from tests.test_config import names
 
@@ -39,6 +40,8 @@ def test_method_trains_one_step(method: str, batch) -> None:
     output = built.model(images, labels)
     assert output.embedding.ndim == 2 and output.embedding.shape[0] == len(images)
     terms = built.criterion(output, labels)
+    said = [key for key in LOSS_KEYS if key in built.declared]  # the report shows it as is
+    assert said, f"{method}: declares its loss under none of {LOSS_KEYS}"
     if not built.fine_tune:  # the untrained reference: no loss, never trained
         assert terms == {} and built.epochs(10) == 0
         return

@@ -1,6 +1,6 @@
 """The model API (benchmark/model.py): model.safetensors rebuilds the evaluated model without the
-dataset, ``embed`` reproduces the evaluation's descriptors, fgor-embed, the README example and
-the console scripts."""
+dataset, ``embed`` reproduces the evaluation's descriptors, fgor-embed, the guide's example
+(docs/guide.md) and the console scripts."""
 
 from __future__ import annotations
 

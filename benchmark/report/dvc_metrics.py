@@ -9,7 +9,7 @@ prints one row per cell and six columns (107 characters wide for the default sui
 ``dvc metrics diff`` one row per cell and metric. ``dvc exp show`` names a column
 ``<path>:recall@1`` (about 50 characters), so a 120-column view keeps one cell:
 ``dvc exp show --drop '.*' --keep 'Experiment|suite\\.name$|.*/synthetic/cnenet\\.json:recall@1$'``
-(the README's command).
+(docs/guide.md's command).
 """
 
 from __future__ import annotations

@@ -43,8 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", type=Path, default=Path("README.md"))
     parser.add_argument("--check", action="store_true", help="exit 1 if the block is stale")
     args = parser.parse_args(argv)
-    current = args.readme.read_text()
-    wanted = with_block(current, block(args.report), args.readme)
+    try:
+        current = args.readme.read_text()
+        wanted = with_block(current, block(args.report), args.readme)
+    except (OSError, ValueError) as error:  # no report yet, or the markers were edited away
+        raise SystemExit(f"error: {error}") from None
     if args.check:
         print("README block up to date" if wanted == current else "README block is stale")
         return 0 if wanted == current else 1

@@ -25,7 +25,7 @@ MAX_BYTES = 256 * 1024
 FOLDER = "runs"
 # files the report writes into folders of its own, deleted when an earlier report wrote them and
 # this one does not: (folder, file suffix); curves/ held per-run DVC plots before plots/ did
-GENERATED = (("metrics", ".json"), ("plots", ".tsv"), ("curves", ".tsv"))
+GENERATED = (("metrics", ".json"), ("plots", ".tsv"), ("curves", ".tsv"), ("statistics", ".csv"))
 
 
 def report_path(method: str, dataset: str, seed: int, name: str) -> Path:
