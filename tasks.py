@@ -1,7 +1,7 @@
 """Set-up and entry points that need nothing but Python 3.11 (stdlib only).
 
     python3 tasks.py setup   # create .venv from requirements.lock (then: source .venv/bin/activate)
-    python3 tasks.py repro   # create .venv from requirements.lock, then `dvc repro`
+    python3 tasks.py repro   # create .venv, `dvc repro`, then the README's results block
     python3 tasks.py test    # create .venv from requirements.lock, then the test suite
 
 Further arguments are passed on (`python3 tasks.py test -k evaluate`).
@@ -60,7 +60,10 @@ def main(argv: list[str]) -> int:
         return 2
     ensure_environment()
     command = tasks[argv[0]]
-    return 0 if command is None else run([*command, *argv[1:]])
+    code = 0 if command is None else run([*command, *argv[1:]])
+    if argv[0] == "repro" and code == 0:  # the README's results block from the new report
+        code = run([str(BIN / "python"), "-m", "benchmark.report.readme"])
+    return code
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ any depth of a file) and fails on a violation, naming the file and the import.
 from __future__ import annotations
 
 import ast
+import shutil
 from pathlib import Path
 
 import pytest
@@ -72,20 +73,26 @@ def test_no_generic_module_imports_a_specific_method() -> None:
         ("from methods.cnenet.nuance import semantic_discrete_loss\n", "generic"),
     ],
 )
-def test_each_contract_fails_on_a_deliberate_violation(source: str, contract: str) -> None:
+def test_each_contract_fails_on_a_deliberate_violation(
+    source: str, contract: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same contract functions on a copy of the tree with one planted import (the source
+    tree, a DVC dependency, is never written)."""
+    for folder in ("methods", "benchmark"):
+        shutil.copytree(
+            REPO / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    monkeypatch.setattr("tests.test_layering.REPO", tmp_path)
+    monkeypatch.setattr("tests.test_stage_deps.REPO", tmp_path)
     folder = {"methods": "methods", "report": "benchmark/report", "generic": "benchmark"}[contract]
-    planted = REPO / folder / "_planted_violation.py"  # found by the contract's own file search
-    planted.write_text(source)
-    try:
-        test = {
-            "methods": test_methods_is_pure_pytorch,
-            "report": test_the_report_imports_no_training_code,
-            "generic": test_no_generic_module_imports_a_specific_method,
-        }[contract]
-        with pytest.raises(AssertionError, match=r"_planted_violation\.py"):
-            test()
-    finally:
-        planted.unlink()
+    (tmp_path / folder / "_planted_violation.py").write_text(source)
+    test = {
+        "methods": test_methods_is_pure_pytorch,
+        "report": test_the_report_imports_no_training_code,
+        "generic": test_no_generic_module_imports_a_specific_method,
+    }[contract]
+    with pytest.raises(AssertionError, match=r"_planted_violation\.py"):
+        test()
 
 
 def method_names_in(path: Path, names: set[str]) -> list[str]:
