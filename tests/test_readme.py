@@ -31,16 +31,21 @@ def test_results_block_is_the_generated_leaderboard() -> None:
 
 def test_every_number_of_the_results_block_is_in_results_csv() -> None:
     csv = pd.read_csv(REPO / "reports" / "results.csv")
-    recall = csv[csv["metric"] == "recall@1"].set_index("method")["mean"]
-    rows = [line.split("|")[1:-1] for line in results_block().splitlines() if line.startswith("| ")]
-    checked = 0
-    for cells in rows:
-        cells = [c.strip() for c in cells]
-        method = cells[1].strip("`")
-        if method in recall.index:
-            assert cells[3] == f"{recall[method]:.1f}", f"README R@1 of {method}: {cells[3]}"
-            checked += 1
-    assert checked == len(recall), "every method of results.csv is in the README's block"
+    recall = csv[csv["metric"] == "recall@1"].set_index(["dataset", "method"])["mean"]
+    checked, dataset = set(), None
+    for line in results_block().splitlines():
+        if caption := re.match(r"\*\*Leaderboard on (\S+)\*\*", line):
+            dataset = caption.group(1)
+        elif (
+            line.startswith("| ")
+            and dataset
+            and (dataset, line.split("|")[2].strip(" `")) in recall
+        ):
+            cells = [c.strip() for c in line.split("|")[1:-1]]
+            key = (dataset, cells[1].strip("`"))
+            assert cells[3] == f"{recall[key]:.1f}", f"README R@1 of {key}: {cells[3]}"
+            checked.add(key)
+    assert checked == set(recall.index), "every method of results.csv is in the README's block"
 
 
 def test_relative_links_of_readme_and_docs_resolve() -> None:
