@@ -108,10 +108,11 @@ def care_map_figures(grid: Grid) -> list[FigureItem]:
             continue
         name = f"care_maps_{method}_{dataset}_seed{seed}.png"
         title = f"CARE maps M and refined maps E: {method} on {dataset}, seed {seed}"
-        folder = runfiles.report_path(method, dataset, seed, "").as_posix()
+        results = runfiles.report_path(method, dataset, seed, "results.json")
+        folder, link = f"{results.parent.as_posix()}/", results.as_posix()
         caption = (
             f"Test images of two classes (rows); columns: image, M_1..M_l, E_1..E_l, rendered by "
-            f"the evaluation of the run in [{folder}]({folder}results.json); `python -m "
+            f"the evaluation of the run in [{folder}]({link}); `python -m "
             f"benchmark.care_maps runs/<suite>/{method}/{dataset}/seed{seed}` re-renders it from "
             "the run's own folder."
         )
