@@ -109,6 +109,16 @@ class ExpectedConfig:
 
 
 @dataclass
+class GatesConfig:
+    """Shortcut gates of a generated benchmark, checked at prepare (benchmark/data/
+    coarse_to_fine.py): the share of validation or test classes that the colours of an image
+    without their places identify, and a colour histogram's Recall@1 over chance."""
+
+    position_blind_unique_max: float = 0.10
+    colour_histogram_max_vs_chance: float = 3.0
+
+
+@dataclass
 class DatasetConfig:
     name: str = "?"
     reader: str = "cub"
@@ -120,6 +130,7 @@ class DatasetConfig:
     crop_bottom: int = 0
     val_classes: int = 0
     expected: ExpectedConfig = field(default_factory=ExpectedConfig)
+    gates: GatesConfig = field(default_factory=GatesConfig)
     packaging_help: str = ""
     # generated datasets only: the name of another generated dataset config whose classes this
     # one must not share (benchmark/data/synthetic.py, ``disjoint_from``)

@@ -10,10 +10,12 @@ are kept when the manifest is unchanged (``cache_resizes=[40]`` after ``[64]`` l
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra import compose
@@ -24,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 
 from benchmark.config import DatasetConfig, compose_config, validate_section
 from benchmark.config_hints import exit_on_config_typo
+from benchmark.data import coarse_to_fine, synthetic
 from benchmark.data.archives import extract_archives
 from benchmark.data.cache import build_cache
 from benchmark.data.checks import check_images_exist, outside_staging
@@ -36,7 +39,6 @@ from benchmark.data.manifest import (
     write_manifest,
 )
 from benchmark.data.readers import get_reader
-from benchmark.data.synthetic import generate_dataset
 
 SOURCE = "source"
 
@@ -53,14 +55,29 @@ def generator_knobs(name: str) -> dict:
     return dict(OmegaConf.to_container(other.generator))
 
 
+GENERATORS = {
+    "marks": synthetic.generate_dataset,
+    "coarse_to_fine": coarse_to_fine.generate_dataset,
+}
+
+
+def generator(knobs: dict) -> tuple[Any, dict]:
+    """The generator named by ``generator.design`` (default ``marks``) and its other knobs."""
+    knobs = dict(knobs)
+    design = knobs.pop("design", "marks")
+    if design not in GENERATORS:
+        raise ValueError(f"dataset.generator.design={design!r}; valid: {sorted(GENERATORS)}")
+    return GENERATORS[design], knobs
+
+
 def fill_source(dataset: DictConfig, raw_dir: Path, source: Path, workers: int) -> None:
     """Generate the embedded dataset, or fetch (when allowed), verify and extract the real
     archives into ``source``."""
     if dataset.source == "generated":
-        knobs = dict(OmegaConf.to_container(dataset.generator))
+        generate, knobs = generator(OmegaConf.to_container(dataset.generator))
         if dataset.disjoint_from:
-            knobs["disjoint_from"] = generator_knobs(dataset.disjoint_from)
-        generate_dataset(source, workers=workers, **knobs)
+            knobs["disjoint_from"] = generator(generator_knobs(dataset.disjoint_from))[1]
+        generate(source, workers=workers, **knobs)
         return
     fetch_missing(dataset, raw_dir)
     extract_archives(dataset, raw_dir, source, get_reader(dataset.reader).missing_help)
@@ -111,6 +128,11 @@ def prepare(dataset: DictConfig, *, raw_dir: Path, cache_resizes: list[int], wor
                 workers=workers,
             )
         write_manifest(frame, staging / "manifest.csv")
+        if reader.ground_truth is not None:  # where the parts and the nuances are, per image
+            reader.ground_truth(staging / SOURCE, frame).to_csv(staging / "parts.csv", index=False)
+        if reader.gates is not None:  # the shortcut figures, or an error naming the knob
+            figures = reader.gates(staging, frame, dataset)
+            (staging / "shortcuts.json").write_text(json.dumps(figures, indent=1) + "\n")
         if root.exists():
             keep_other_caches(root, staging)
             shutil.rmtree(root)

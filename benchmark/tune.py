@@ -33,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark.atomic import write_atomic_text
 from benchmark.config import ConfigError, check_tuning_split, validate
+from benchmark.data.manifest import SEALED
 from benchmark.report.collect import METRICS, read_results
 from benchmark.report.fairness import flatten
 from benchmark.report.grid import number
@@ -54,6 +55,9 @@ def run_cell(cfg: DictConfig) -> dict[str, Any] | None:
     """Train and evaluate one tuning cell; a non-finite loss is recorded in diverged.json."""
     directory = Path(cfg.run_dir)
     (directory / DIVERGED).unlink(missing_ok=True)
+    before = os.environ.get(SEALED)
+    sealed = set(filter(None, (before or "").split(",")))
+    os.environ[SEALED] = ",".join(sorted(sealed | {"test"}))  # tuning never reads test images
     try:
         return train(cfg)
     except NonFiniteLossError as error:
@@ -70,6 +74,11 @@ def run_cell(cfg: DictConfig) -> dict[str, Any] | None:
             write_atomic_text(directory / DIVERGED, json.dumps(record, indent=2) + "\n")
         log.warning("%s diverged: %s", directory, error)
         return None
+    finally:
+        if before is None:
+            os.environ.pop(SEALED, None)
+        else:
+            os.environ[SEALED] = before
 
 
 # ----- reading a sweep ------------------------------------------------------------------------

@@ -492,14 +492,14 @@ def test_bench_throughput_json_is_written_atomically(tmp_path: Path, monkeypatch
 def _prepare_with(tmp_path: Path, monkeypatch, damage, cache_resizes: list[int]) -> None:
     from benchmark import prepare as prepare_module
 
-    generate = prepare_module.generate_dataset
+    generate = prepare_module.GENERATORS["marks"]
 
     def damaged(source: Path, **options) -> None:
         generate(source, **options)
         images = sorted((Path(source) / "CUB_200_2011" / "images").rglob("*.*"))
         damage(images[3])
 
-    monkeypatch.setattr(prepare_module, "generate_dataset", damaged)
+    monkeypatch.setitem(prepare_module.GENERATORS, "marks", damaged)
     cfg = compose_config(["dataset=synthetic_tiny"], config_name="prepare")
     cfg.dataset.root = str(tmp_path / "prepared")
     prepare_module.prepare(

@@ -17,6 +17,7 @@ Training code never knows which dataset a manifest came from.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,11 +146,27 @@ def read_manifest(path: Path) -> pd.DataFrame:
     return frame
 
 
+SEALED = "FGOR_SEALED"
+
+
+class SealedSplitError(ManifestError):
+    """A sealed split (``FGOR_SEALED``) was selected."""
+
+
 def select_splits(frame: pd.DataFrame, splits: Sequence[str]) -> np.ndarray:
-    """Positional indices of the manifest rows in ``splits`` (the rows a dataset reads)."""
+    """Positional indices of the manifest rows in ``splits`` (the rows a dataset reads).
+
+    ``FGOR_SEALED=test`` (set by tuning and calibration, comma-separated names) seals splits:
+    selecting one is an error, so code that must choose on validation classes cannot read them."""
     unknown = sorted(set(splits) - set(SPLITS))
     if unknown:
         raise ManifestError(f"unknown split name(s) {unknown}; valid: {SPLITS}")
+    sealed = sorted(set(splits) & set(filter(None, os.environ.get(SEALED, "").split(","))))
+    if sealed:
+        raise SealedSplitError(
+            f"the {', '.join(sealed)} split is sealed ({SEALED}={os.environ[SEALED]}): tuning and "
+            "calibration choose on validation classes only"
+        )
     return np.flatnonzero(frame["split"].isin(splits).to_numpy())
 
 

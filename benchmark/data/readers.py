@@ -22,7 +22,12 @@ from typing import Any
 
 from benchmark.data.manifest import Record
 
-BUILT_IN = ("benchmark.data.cub", "benchmark.data.cars", "benchmark.data.aircraft")
+BUILT_IN = (
+    "benchmark.data.cub",
+    "benchmark.data.cars",
+    "benchmark.data.aircraft",
+    "benchmark.data.coarse_to_fine",
+)
 
 
 @dataclass(frozen=True)
@@ -32,11 +37,17 @@ class Reader:
     missing_help: ``raw_dir -> message`` for missing archives, replacing the generic one.
     hierarchy: ``(manifest folder, manifest rows) -> {level: (N,) coarse name per row}`` for a
     dataset whose classes have coarser levels; it raises :class:`HierarchyError` naming the file
-    it cannot read."""
+    it cannot read.
+    ground_truth: ``(source folder, manifest) -> frame`` of part locations per image (``path,
+    part, x, y, visible, nuance``), written beside the manifest as ``parts.csv``.
+    gates: ``(prepared folder, manifest, dataset settings) -> figures`` measured at prepare and
+    written beside the manifest as ``shortcuts.json``; it raises when the data fail them."""
 
     read: Callable[[Path, Any], list[Record]]
     missing_help: Callable[[Path], str] | None = None
     hierarchy: Callable[[Path, Any], dict[str, Any]] | None = None
+    ground_truth: Callable[[Path, Any], Any] | None = None
+    gates: Callable[[Path, Any, Any], dict[str, Any]] | None = None
 
 
 class HierarchyError(ValueError):

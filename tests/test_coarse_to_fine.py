@@ -1,0 +1,187 @@
+"""The coarse-to-fine generated data: class structure, ground truth, shortcut gates, sealing."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from benchmark.config import compose_config
+from benchmark.data import coarse_to_fine as c2f
+from benchmark.data.manifest import SEALED, SealedSplitError, read_manifest, select_splits
+from benchmark.prepare import prepare
+
+
+def settings(**knobs):
+    base = dict(num_classes=100, images_per_class=4, image_size=80, seed=0)
+    return c2f.make_settings(**(base | knobs))
+
+
+def test_species_of_a_genus_share_colours_and_differ_at_their_nuance_parts() -> None:
+    specs = c2f.class_specs(settings())
+    assert len({s.colours for s in specs}) == 100  # every class distinct
+    for genus in {s.group for s in specs}:
+        members = [s for s in specs if s.group == genus]
+        assert len({tuple(sorted(s.colours)) for s in members}) == 1  # same colours ...
+        base = Counter(tuple(s.colours) for s in members)
+        assert max(base.values()) == 1  # ... in different places
+    for a, b in zip(specs, specs[10:], strict=False):  # same genus (c % 10), other species
+        assert a.group == b.group
+        differ = {p for p in range(6) if a.colours[p] != b.colours[p]}
+        assert differ <= set(a.nuances) | set(b.nuances) and 2 <= len(differ) <= 4
+    # genera: other genera differ at more parts than species of one genus, on average
+    same = [sum(x != y for x, y in zip(a.colours, b.colours, strict=True))
+            for a in specs for b in specs if a.group == b.group and a is not b]  # fmt: skip
+    other = [sum(x != y for x, y in zip(a.colours, b.colours, strict=True))
+             for a in specs for b in specs if a.group != b.group]  # fmt: skip
+    assert np.mean(same) + 1 < np.mean(other)
+
+
+def test_position_blind_description_identifies_no_class_but_a_vocabulary_gap_does() -> None:
+    specs = c2f.class_specs(settings())
+    assert c2f.position_blind_unique(specs, range(50, 100)) == 0.0
+    one_per_genus = c2f.class_specs(settings(genera=100, colours=5, min_genus_distance=2))
+    assert c2f.position_blind_unique(one_per_genus, range(50, 100)) > 0.5
+
+
+def test_classes_that_cannot_be_placed_name_the_knob() -> None:
+    with pytest.raises(ValueError, match="min_genus_distance"):
+        c2f.class_specs(settings(genera=40, min_genus_distance=6, colours=2))
+    with pytest.raises(ValueError, match=r"generator\.genera or generator\.colours"):
+        c2f.class_specs(settings(num_classes=40, genera=1, colours=2))
+    with pytest.raises(TypeError, match="unknown coarse_to_fine generator knob"):
+        c2f.make_settings(num_classes=4, images_per_class=1, image_size=32, seed=0, marks=2)
+    with pytest.raises(ValueError, match="at most 54 coarse categories"):
+        settings(mode="source", num_classes=60)
+
+
+def test_images_are_deterministic_and_patches_sit_where_the_ground_truth_says() -> None:
+    clean = settings(noise=0.0, illumination=0.0, occlusion=0.0, clutter=0)
+    spec = c2f.class_specs(clean)[7]
+    first = c2f.render_image(clean, spec, np.random.default_rng([0, 7, 3]))
+    again = c2f.render_image(clean, spec, np.random.default_rng([0, 7, 3]))
+    assert np.array_equal(np.asarray(first[0]), np.asarray(again[0])) and first[1:] == again[1:]
+    pixels = np.asarray(first[0]).astype(float)
+    for k, (x, y, visible) in enumerate(first[2]):
+        assert visible == 1
+        colour = np.array(c2f.PALETTE[spec.colours[k]], dtype=float)
+        seen = pixels[int(y), int(x)]
+        # the patch colour up to its per-image tone (0.85-1.1), unless a later patch covers it
+        tone = seen / np.maximum(colour, 1)
+        covered = any(
+            np.hypot(x - x2, y - y2) < 3 for j, (x2, y2, _) in enumerate(first[2]) if j > k
+        )
+        assert covered or np.ptp(tone[colour > 100]) < 0.12, (c2f.PARTS[k], seen, colour)
+
+
+def test_source_patches_carry_no_class_information() -> None:
+    source = settings(mode="source", num_classes=54)
+    specs = c2f.class_specs(source)
+    assert specs[0].plan == 0 and len({s.plan for s in specs}) == 54
+    assert all(s.colours is None and s.nuances == () for s in specs)
+    # two coarse categories drawn from the same generator wear the same patches
+    a = c2f.render_image(source, specs[0], np.random.default_rng([1, 0, 0]))
+    b = c2f.render_image(source, specs[5], np.random.default_rng([1, 0, 0]))
+    assert not np.array_equal(np.asarray(a[0]), np.asarray(b[0]))
+    draws = c2f._nuisances(np.random.default_rng([1, 0, 0]), source)
+    again = c2f._nuisances(np.random.default_rng([1, 0, 0]), source)
+    assert np.array_equal(draws["random_colours"], again["random_colours"])
+
+
+def tiny_dataset(tmp_path: Path, *overrides: str):
+    cfg = compose_config(
+        ["dataset=birds_tiny", f"dataset.root={tmp_path / 'birds'}", *overrides],
+        config_name="prepare",
+    )
+    return cfg.dataset
+
+
+def test_prepare_writes_ground_truth_genera_and_shortcut_figures(tmp_path: Path) -> None:
+    manifest = prepare(tiny_dataset(tmp_path), raw_dir=tmp_path, cache_resizes=[], workers=1)
+    frame = read_manifest(manifest)
+    parts = pd.read_csv(manifest.parent / "parts.csv")
+    assert len(parts) == 6 * len(frame) and set(parts["path"]) == set(frame["path"])
+    assert set(parts["part"]) == set(c2f.PARTS)
+    nuance_parts = parts.groupby("path")["nuance"].sum()
+    assert (nuance_parts == 2).all()  # two nuance parts per image (nuance_parts: 2)
+    levels = c2f.genus_levels(manifest.parent, frame)
+    assert set(levels["genus"]) == {"Genus_01", "Genus_02"}
+    figures = json.loads((manifest.parent / "shortcuts.json").read_text())
+    assert figures["test"]["position_blind_unique"] == 0.0 and figures["test"]["classes"] == 4
+
+
+def test_a_broken_gate_fails_prepare_naming_the_knob_and_leaves_nothing(tmp_path: Path) -> None:
+    dataset = tiny_dataset(
+        tmp_path, "dataset.generator.genera=8", "++dataset.generator.colours=5",
+        "++dataset.generator.min_genus_distance=2", "dataset.gates.position_blind_unique_max=0.1",
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"generator\.colours"):
+        prepare(dataset, raw_dir=tmp_path, cache_resizes=[], workers=1)
+    assert not any(tmp_path.iterdir()) or not (tmp_path / "birds").exists()
+    dataset = tiny_dataset(tmp_path, "dataset.gates.colour_histogram_max_vs_chance=0.0")
+    with pytest.raises(ValueError, match=r"generator\.patch_size"):
+        prepare(dataset, raw_dir=tmp_path, cache_resizes=[], workers=1)
+    assert not (tmp_path / "birds").exists()
+
+
+def test_sealed_split_cannot_be_selected(monkeypatch: pytest.MonkeyPatch) -> None:
+    frame = pd.DataFrame({"split": ["train", "val", "test"]})
+    monkeypatch.setenv(SEALED, "test")
+    assert list(select_splits(frame, ["train", "val"])) == [0, 1]
+    with pytest.raises(SealedSplitError, match="test split is sealed"):
+        select_splits(frame, ["test"])
+
+
+def test_tuning_cells_are_sealed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A tuning cell that would evaluate on the test split fails before reading it."""
+    from benchmark import tune
+
+    monkeypatch.delenv(SEALED, raising=False)
+    cfg = OmegaConf.create({"run_dir": str(tmp_path)})
+    seen = {}
+    monkeypatch.setattr(
+        tune, "train", lambda cfg: seen.setdefault("sealed", tune.os.environ[SEALED])
+    )
+    tune.run_cell(cfg)
+    assert "test" in seen["sealed"].split(",")
+
+
+def test_source_accent_colours_are_position_blind_class_information() -> None:
+    """With accents, a coarse category's patches wear its accent colour on accent_parts parts
+    drawn per image: colour without place names the category, place never does."""
+    source = settings(mode="source", num_classes=54, accent_colours=6, accent_parts=3)
+    specs = c2f.class_specs(source)
+    assert {s.accent for s in specs} == set(range(6)) and len({s.plan for s in specs}) == 9
+    places = set()
+    for i in range(20):
+        image = c2f.render_image(source, specs[2], np.random.default_rng([1, 2, i]))
+        draws = c2f._nuisances(np.random.default_rng([1, 2, i]), source)
+        places.add(tuple(sorted(int(k) for k in draws["accent_parts"])))
+        assert image[0].size == (80, 80)
+    assert len(places) > 5  # the accent moves between parts from image to image
+    with pytest.raises(ValueError, match="not both"):
+        settings(mode="source", num_classes=54, accent_colours=2, colour_families=2)
+
+
+def test_calibration_trial_runs_sealed_and_tabulates_validation_figures(tmp_path: Path) -> None:
+    from benchmark import calibrate
+
+    args = [
+        "--trial", "tiny", "--dataset", "birds_tiny", "--source-dataset", "birds_tiny",
+        "--source", "mode=source", "--pretrain-epochs", "1", "--epochs", "1", "--protocol", "tiny",
+        "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--note", "a test",
+    ]  # fmt: skip
+    assert calibrate.main(args) == 0
+    row = pd.read_csv(tmp_path / "out" / "calibration.csv").iloc[0]
+    assert row["trial"] == "tiny" and row["note"] == "a test"
+    assert 0 <= row["untrained_r1"] <= 100 and 0 <= row["baseline_r1"] <= 100
+    assert row["gain_r1"] == pytest.approx(row["baseline_r1"] - row["untrained_r1"], abs=0.01)
+    log = (tmp_path / "work" / "tiny" / "calibration.log").read_text()
+    assert "protocol.data.eval_split=val" in log and "SealedSplitError" not in log
+    markdown = (tmp_path / "out" / "calibration.md").read_text()
+    assert "| tiny |" in markdown and "a test" in markdown
