@@ -20,18 +20,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 
 from benchmark.atomic import write_atomic_text
-from benchmark.data.manifest import SEALED
+from benchmark.config import compose_config
+from benchmark.data.manifest import sealed_env
+from benchmark.report.collect import read_results
 from benchmark.report.tables import Column, Table, to_markdown
+from benchmark.subprocesses import run_logged
 
 REPO = Path(__file__).resolve().parent.parent
+TRIAL_KEYS = (  # the arguments that make a trial's outputs
+    "dataset", "source_dataset", "benchmark", "source", "protocol", "pretrain_epochs", "epochs",
+)  # fmt: skip
 COLUMNS = (
     "trial", "seed", "benchmark", "source", "pretrain_epochs", "epochs",
     "untrained_r1", "untrained_map_r", "baseline_r1", "baseline_map_r",
@@ -39,64 +43,83 @@ COLUMNS = (
 )  # fmt: skip
 
 
-def _run(args: list[str], log: Path, sealed: bool = True) -> None:
-    """Run one step; the benchmark's test split is sealed except for the data-building steps
-    (prepare, and pretraining, which reads the source's own splits, disjoint classes)."""
-    env = {**os.environ, SEALED: "test"} if sealed else dict(os.environ)
-    with log.open("a") as out:
-        out.write(f"$ {' '.join(args)}\n")
-        out.flush()
-        done = subprocess.run(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    if done.returncode:
-        raise SystemExit(f"calibration step failed (exit {done.returncode}): see {log}")
+def _run(command: list[str], log: Path, seconds: dict[str, float], sealed: bool = True) -> None:
+    """Run one step (its output in ``log``, its time added to ``seconds``); the benchmark's test
+    split is sealed except for the data-building steps (prepare, and pretraining, which reads
+    the source's own splits: classes disjoint from the benchmark's)."""
+    env = sealed_env(os.environ, "test") if sealed else dict(os.environ)
+    code, spent = run_logged(command, log, env)
+    seconds[log.stem] = round(spent, 1)
+    if code:
+        raise SystemExit(f"calibration step failed (exit {code}): see {log}")
 
 
-def _knobs(prefix: str, pairs: list[str]) -> list[str]:
+def _same_trial(work: Path, args: argparse.Namespace) -> None:
+    """A trial's folder holds the outputs of one setting: rerunning it with other arguments
+    would reuse them under the new ones, so that is refused."""
+    setting = {key: getattr(args, key) for key in TRIAL_KEYS}
+    recorded = work / "trial.json"
+    if recorded.is_file():
+        before = json.loads(recorded.read_text())
+        changed = sorted(k for k in setting if before.get(k) != setting[k])
+        if changed:
+            raise SystemExit(
+                f"{work} holds trial {args.trial!r} with other {', '.join(changed)}: "
+                "name a new --trial or remove that folder"
+            )
+    else:
+        write_atomic_text(recorded, json.dumps(setting, indent=1) + "\n")
+
+
+def _knobs(pairs: list[str]) -> list[str]:
     return [f"++dataset.generator.{pair}" for pair in pairs]
 
 
 def _val_metrics(run_dir: Path) -> tuple[float, float]:
-    results = json.loads((run_dir / "results.json").read_text())
-    metrics = results["metrics"]
+    metrics = read_results(run_dir / "results.json")["metrics"]  # validated
     return float(metrics["recall@1"]), float(metrics["map@r"])
 
 
 def trial(args: argparse.Namespace) -> list[dict]:
     work = Path(args.work) / args.trial
     work.mkdir(parents=True, exist_ok=True)
-    log = work / "calibration.log"
-    python = sys.executable
+    _same_trial(work, args)
+    logs, python = work / "logs", sys.executable
+    timing = work / "seconds.json"
+    seconds = json.loads(timing.read_text()) if timing.is_file() else {}
     source_root, bench_root = work / "data" / "source", work / "data" / "benchmark"
     weights = work / "backbone.safetensors"
-    started = time.monotonic()
+    protocol = compose_config([f"protocol={args.protocol}"]).protocol
+    cache = f"cache_resizes=[{protocol.image.resize}]"
     if not (source_root / "manifest.csv").is_file():
         _run([python, "benchmark/prepare.py", f"dataset={args.source_dataset}",
-              f"dataset.root={source_root}", "cache_resizes=[64]",
-              *_knobs("source", args.source)], log, sealed=False)  # fmt: skip
+              f"dataset.root={source_root}", cache, *_knobs(args.source)],
+             logs / "prepare_source.log", seconds, sealed=False)  # fmt: skip
     if not (bench_root / "manifest.csv").is_file():
         _run([python, "benchmark/prepare.py", f"dataset={args.dataset}",
-              f"dataset.root={bench_root}", "cache_resizes=[64]",
-              *_knobs("benchmark", args.benchmark)], log, sealed=False)  # fmt: skip
+              f"dataset.root={bench_root}", cache, *_knobs(args.benchmark)],
+             logs / "prepare_benchmark.log", seconds, sealed=False)  # fmt: skip
     if not weights.is_file():
         _run([python, "benchmark/pretrain.py", f"dataset={args.source_dataset}",
               f"dataset.root={source_root}", f"output={weights}", f"protocol={args.protocol}",
               f"protocol.epochs={args.pretrain_epochs}", f"runs_root={work / 'runs'}",
-              *_knobs("source", args.source)], log, sealed=False)  # fmt: skip
+              *_knobs(args.source)], logs / "pretrain.log", seconds, sealed=False)  # fmt: skip
     rows = []
     for seed in args.seeds:
         figures = {}
         for method, epochs in (("untrained", 0), ("baseline", args.epochs)):
-            run_dir = work / "runs" / method / f"seed{seed}"
+            run_dir = work / "runs" / method / args.dataset / f"seed{seed}"
             overrides = [
                 f"method={method}", f"dataset={args.dataset}", f"dataset.root={bench_root}",
                 f"protocol={args.protocol}", "protocol.backbone.pretrained=true",
                 f"protocol.backbone.weights_file={weights}", "protocol.data.train_splits=[train]",
                 "protocol.data.eval_split=val", f"seed={seed}", f"run_dir={run_dir}",
                 "progress=false", *(["protocol.epochs=" + str(epochs)] if epochs else []),
-                *_knobs("benchmark", args.benchmark),
+                *_knobs(args.benchmark),
             ]  # fmt: skip
             if not (run_dir / "results.json").is_file():
-                _run([python, "benchmark/run.py", *overrides], log)
+                _run([python, "benchmark/run.py", *overrides],
+                     logs / f"{method}_seed{seed}.log", seconds)  # fmt: skip
             figures[method] = _val_metrics(run_dir)
         (u1, um), (b1, bm) = figures["untrained"], figures["baseline"]
         rows.append({
@@ -105,8 +128,12 @@ def trial(args: argparse.Namespace) -> list[dict]:
             "epochs": args.epochs, "untrained_r1": u1, "untrained_map_r": um,
             "baseline_r1": b1, "baseline_map_r": bm, "ratio": round(u1 / b1, 3) if b1 else None,
             "gain_r1": round(b1 - u1, 2), "gain_map_r": round(bm - um, 2),
-            "minutes": round((time.monotonic() - started) / 60, 1), "note": args.note,
+            "minutes": round(sum(seconds.values()) / 60, 1), "note": args.note,
         })  # fmt: skip
+    write_atomic_text(timing, json.dumps(seconds, indent=1) + "\n")
+    shortcuts = bench_root / "shortcuts.json"  # the benchmark's shortcut figures, kept with it
+    if shortcuts.is_file():
+        write_atomic_text(Path(args.out) / f"shortcuts_{args.trial}.json", shortcuts.read_text())
     return rows
 
 

@@ -20,6 +20,7 @@ from benchmark.cell import Run, autocast, loader_options, to_device_images
 from benchmark.checkpoint import load_weights
 from benchmark.distributed import gather_embeddings, shard_range
 from benchmark.health import MapHealth, care_maps_of, health_block
+from benchmark.ledger import record_test_evaluation
 from benchmark.metrics import retrieval_metrics
 from benchmark.model_file import MODEL_FILE, write_model_file
 from benchmark.param_groups import parameter_groups
@@ -75,7 +76,7 @@ def save_arrays(
         save_atomic_npy(run.directory / name, array)
 
 
-PART_METRICS = ("recall@1", "map@r")
+PART_METRICS = ("recall@1", "map@r")  # the report reads the same two (report/parts.py)
 
 
 def part_metrics(
@@ -135,6 +136,8 @@ def evaluate_run(run: Run, wall_start: float) -> dict[str, Any] | None:
     if run.method.descriptor_parts:
         results["descriptor_parts"] = part_metrics(run.method.descriptor_parts, embeddings, labels)
     write_results(run, results)
+    if run.protocol.data.eval_split == "test":  # how often the test set was seen: the report
+        record_test_evaluation(run.directory, results)
     log.info("results: %s", {k: round(v, 2) for k, v in metrics.items()})
     headline(run, results)
     if run.method.nuance_maps is not None:

@@ -119,6 +119,11 @@ def prepare(dataset: DictConfig, *, raw_dir: Path, cache_resizes: list[int], wor
         records = [Record(f"{SOURCE}/{r.path}", r.label, r.class_name, r.bbox) for r in records]
         expected = ExpectedCounts(**OmegaConf.to_container(dataset.expected))
         frame = build_manifest(records, expected=expected, val_classes=dataset.val_classes)
+        if reader.gates is not None:  # the shortcut figures, or an error naming the knob
+            figures = reader.gates(staging, frame, dataset)  # before any cache is built
+            (staging / "shortcuts.json").write_text(json.dumps(figures, indent=1) + "\n")
+        if reader.ground_truth is not None:  # where the parts and the nuances are, per image
+            reader.ground_truth(staging / SOURCE, frame).to_csv(staging / "parts.csv", index=False)
         for resize in cache_resizes:
             build_cache(
                 [staging / p for p in frame["path"]],
@@ -128,11 +133,6 @@ def prepare(dataset: DictConfig, *, raw_dir: Path, cache_resizes: list[int], wor
                 workers=workers,
             )
         write_manifest(frame, staging / "manifest.csv")
-        if reader.ground_truth is not None:  # where the parts and the nuances are, per image
-            reader.ground_truth(staging / SOURCE, frame).to_csv(staging / "parts.csv", index=False)
-        if reader.gates is not None:  # the shortcut figures, or an error naming the knob
-            figures = reader.gates(staging, frame, dataset)
-            (staging / "shortcuts.json").write_text(json.dumps(figures, indent=1) + "\n")
         if root.exists():
             keep_other_caches(root, staging)
             shutil.rmtree(root)

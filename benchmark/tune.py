@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark.atomic import write_atomic_text
 from benchmark.config import ConfigError, check_tuning_split, validate
-from benchmark.data.manifest import SEALED
+from benchmark.data.manifest import SEALED, sealed_env
 from benchmark.report.collect import METRICS, read_results
 from benchmark.report.fairness import flatten
 from benchmark.report.grid import number
@@ -56,8 +56,7 @@ def run_cell(cfg: DictConfig) -> dict[str, Any] | None:
     directory = Path(cfg.run_dir)
     (directory / DIVERGED).unlink(missing_ok=True)
     before = os.environ.get(SEALED)
-    sealed = set(filter(None, (before or "").split(",")))
-    os.environ[SEALED] = ",".join(sorted(sealed | {"test"}))  # tuning never reads test images
+    os.environ[SEALED] = sealed_env(os.environ, "test")[SEALED]  # tuning never reads test images
     try:
         return train(cfg)
     except NonFiniteLossError as error:

@@ -37,6 +37,14 @@ def test_evaluation_builds_no_optimizer(tiny_config, monkeypatch, caplog) -> Non
         train(tiny_config("suite_name=weights", "stage=evaluate"))
         warnings = [r.levelname for r in caplog.records if r.message == "DEGENERATE run: forced"]
         assert warnings == (["WARNING"] if degenerate else [])
+    # every evaluation of the test split is in the run's ledger, under one configuration
+    from benchmark.ledger import TEST_LEDGER, evaluations_of
+
+    run_dir = Path(tiny_config("suite_name=weights").run_dir)
+    assert evaluations_of(run_dir) == 3
+    ledger = (run_dir / TEST_LEDGER).read_text().splitlines()
+    assert ledger[0].startswith("evaluated,method,dataset,seed,configuration")
+    assert len({line.split(",")[4] for line in ledger[1:]}) == 1
 
 
 def test_evaluation_renders_care_maps_only_for_methods_with_nuance_maps(tiny_config) -> None:

@@ -17,7 +17,9 @@ from benchmark.health import (
     distinct_groups,
     embedding_spread,
 )
-from methods.cnenet.probes import CARE_MAP_PROBES, care_map_probes
+from methods.cnenet.probes import care_map_probes
+
+CARE_MAP_PROBES = care_map_probes()  # without a model: overlap and equivariance only
 
 
 def test_spread_of_orthogonal_and_of_collapsed_embeddings() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.report.stats import hierarchical_bootstrap, paired_bootstrap
+from tests.reference_bootstrap import hierarchical_bootstrap, paired_bootstrap
 
 
 def test_seed_noise_widens_the_interval_a_query_bootstrap_ignores() -> None:

@@ -36,7 +36,7 @@ def test_shared_bootstrap_matches_the_pairwise_one_in_distribution() -> None:
     hits = {m: (rng.random((3, 400)) < rate).astype(float) for m, rate in (("a", 0.6), ("b", 0.4))}
     means = comparisons.bootstrap_means(hits, resamples=2000, seed=0)
     (found,) = comparisons.compare(hits, means, [("a", "b")])
-    from benchmark.report.stats import hierarchical_bootstrap
+    from tests.reference_bootstrap import hierarchical_bootstrap
 
     direct = hierarchical_bootstrap(hits["a"], hits["b"], resamples=2000, seed=0)
     assert found.difference == pytest.approx(direct.difference)
@@ -134,3 +134,24 @@ def test_letters_do_not_depend_on_the_hash_seed() -> None:
         for seed in range(6)
     }  # fmt: skip
     assert len(outputs) == 1, outputs
+
+
+def test_test_set_use_is_counted_from_the_runs_ledgers(tmp_path: Path) -> None:
+    from benchmark.ledger import configuration, evaluations_of, record_test_evaluation
+
+    results = {
+        "method": "baseline", "dataset": "cub", "seed": 1, "config": {"lr": 0.1, "seed": 1},
+        "provenance": {"eval_started": "2026-12-03T10:00:00", "git_commit": "abc"},
+    }  # fmt: skip
+    once, twice, none = (tmp_path / name for name in ("once", "twice", "none"))
+    for directory in (once, twice, none):
+        directory.mkdir()
+    record_test_evaluation(once, results)
+    record_test_evaluation(twice, results)
+    record_test_evaluation(twice, results)
+    assert (evaluations_of(once), evaluations_of(twice), evaluations_of(none)) == (1, 2, None)
+    assert configuration({"lr": 0.1, "seed": 1}) == configuration({"lr": 0.1, "seed": 2})
+    assert configuration({"lr": 0.1}) != configuration({"lr": 0.2})
+    text = leaderboard.test_set_use([once, twice, none])
+    assert "1 run(s) 1x, 1 run(s) 2x" in text and "1 run(s) without a ledger" in text
+    assert "No run has a test-split ledger" in leaderboard.test_set_use([none])

@@ -19,7 +19,8 @@ import yaml
 
 from benchmark.report import Expected, ResultsError, load_results, write_report
 from benchmark.report.__main__ import main
-from benchmark.report.stats import hits_at_k, paired_bootstrap, summarize
+from benchmark.report.stats import hits_at_k, summarize
+from tests.reference_bootstrap import paired_bootstrap
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE_CSV = """table,method,arch,dataset,R1,R2,R4,R8,source

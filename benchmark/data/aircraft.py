@@ -154,7 +154,6 @@ def read_aircraft(source: Path, *, crop_bottom: int = 0) -> list[Record]:
     return records
 
 
-# boxes are clipped to the image left once the banner is cropped
 AIRCRAFT_LEVELS = ("family", "manufacturer")
 AIRCRAFT_FILES = ("images_{level}_trainval.txt", "images_{level}_test.txt")
 

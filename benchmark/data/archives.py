@@ -228,8 +228,9 @@ def extract_archives(
 
     A missing file is an error; its message is ``missing_help(raw_dir)`` when the dataset's
     reader provides one (benchmark.data.readers), else a generic one naming the files (download
-    them first with benchmark.data.download.fetch_missing). Archives are unpacked with ``safe_extract``; plain files (e.g. Cars' .mat annotations) are
-    copied. Everything from every archive ends up merged under ``source``.
+    them first with benchmark.data.download.fetch_missing). Archives are unpacked with
+    ``safe_extract``; plain files (e.g. Cars' .mat annotations) are copied. Everything from every
+    archive ends up merged under ``source``.
     """
     raw_dir, source = Path(raw_dir), Path(source)
     specs = [ArchiveSpec(a.file, a.md5, a.size, a.url) for a in dataset.archives]

@@ -29,9 +29,9 @@ from benchmark.data.archives import ArchiveSpec
 from benchmark.data.manifest import ManifestError, Record
 from benchmark.data.readers import HierarchyError, Reader, register_reader
 
-
-# Stanford Cars-196, both packagings. md5s: DML as published with the dataset (docs/protocol.md); devkit ones as used by
-# torchvision.datasets.StanfordCars (car_devkit, cars_train) and common mirrors [code].
+# Stanford Cars-196, both packagings. md5s: DML as published with the dataset (docs/protocol.md);
+# devkit ones as used by torchvision.datasets.StanfordCars (car_devkit, cars_train) and common
+# mirrors [code].
 CARS_PACKAGINGS: dict[str, tuple[tuple[ArchiveSpec, str], ...]] = {
     "DML": (
         (

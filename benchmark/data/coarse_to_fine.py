@@ -35,9 +35,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import os
-import shutil
-import tempfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,7 +50,11 @@ from benchmark.data.cub import read_cub, read_table
 from benchmark.data.manifest import ManifestError
 from benchmark.data.readers import HierarchyError, Reader, register_reader
 from benchmark.data.synthetic import (
+    BODY_RADII,
     EYE_COLOUR,
+    HEAD_RADIUS,
+    LEGS,
+    TAIL,
     UNIT,
     _about,
     _background,
@@ -63,6 +64,10 @@ from benchmark.data.synthetic import (
     _hsv,
     _rgb,
     _rotation,
+    cub_tables,
+    generator_workers,
+    knob_settings,
+    write_staged,
 )
 
 ROOT = "CUB_200_2011"
@@ -74,8 +79,8 @@ PALETTE = (  # patch colours, hues ~60 degrees apart, saturated (bodies are not:
 )  # fmt: skip
 COLOUR_FAMILIES = (0.02, 0.1, 0.3, 0.55, 0.75)  # body hues of the source's colour families
 # body plan options (object units, body half-length 1); plan 0 = the first of each
-BODIES = ((1.0, 0.55), (0.75, 0.75), (1.45, 0.38))
-HEADS = (0.36, 0.22, 0.52)
+BODIES = (BODY_RADII, (0.75, 0.75), (1.45, 0.38))  # plan 0: the mark generator's bird
+HEADS = (HEAD_RADIUS, 0.22, 0.52)
 TAILS = ("fan", "long", "stub")
 BEAKS = ("short", "long")
 MAX_PLANS = len(BODIES) * len(HEADS) * len(TAILS) * len(BEAKS)
@@ -91,10 +96,7 @@ class Plan:
     beak: str
 
 
-def plans() -> list[Plan]:
-    """Every body plan, plan 0 first (the benchmark's), in a fixed order."""
-    combos = itertools.product(BODIES, HEADS, TAILS, BEAKS)
-    return [Plan(b, h, t, k) for b, h, t, k in combos]
+PLANS = tuple(Plan(b, h, t, k) for b, h, t, k in itertools.product(BODIES, HEADS, TAILS, BEAKS))
 
 
 @dataclass(frozen=True)
@@ -188,13 +190,7 @@ class ClassSpec:
 
 def make_settings(**knobs: Any) -> Settings:
     """:class:`Settings` from keyword knobs; an unknown knob is an error listing the valid ones."""
-    valid = {f.name for f in dataclasses.fields(Settings)}
-    unknown = sorted(set(knobs) - valid)
-    if unknown:
-        raise TypeError(
-            f"unknown coarse_to_fine generator knob(s) {unknown}; valid: {sorted(valid)}"
-        )
-    return Settings(**knobs)
+    return knob_settings(Settings, "coarse_to_fine generator", knobs)
 
 
 def class_specs(settings: Settings, tries: int = 2000) -> list[ClassSpec]:
@@ -204,7 +200,6 @@ def class_specs(settings: Settings, tries: int = 2000) -> list[ClassSpec]:
         return _source_classes(settings)
     rng = np.random.default_rng([settings.seed, CLASS_STREAM])
     bases = _genus_bases(settings, rng, tries)
-    species: dict[int, list[tuple[int, ...]]] = {g: [] for g in range(settings.genera)}
     taken: set[tuple[int, ...]] = set()
     specs = []
     for c in range(settings.num_classes):
@@ -226,7 +221,6 @@ def class_specs(settings: Settings, tries: int = 2000) -> list[ClassSpec]:
                 f"colours={settings.colours}; raise generator.genera or generator.colours"
             )
         taken.add(arrangement)
-        species[genus].append(arrangement)
         specs.append(
             ClassSpec(
                 f"Species_{c + 1:03d}", f"Genus_{genus + 1:02d}", 0, None, arrangement, changed
@@ -329,7 +323,7 @@ def _geometry(plan: Plan, draws: dict[str, Any]) -> dict[str, Any]:
     r = plan.head
     tail_pivot = np.array([-0.85 * rx, 0.0])
     if plan.tail == "fan":
-        tail = np.array([(-0.8, -0.12), (-1.65, -0.5), (-1.75, -0.15), (-1.6, 0.15), (-0.8, 0.22)])
+        tail = np.array(TAIL)
     elif plan.tail == "long":
         tail = np.array([(-0.8, -0.08), (-2.0, -0.2), (-2.05, 0.0), (-0.8, 0.14)])
     else:
@@ -358,13 +352,10 @@ def _geometry(plan: Plan, draws: dict[str, Any]) -> dict[str, Any]:
         "beak": beak,
         "eye": _ellipse(
             _about(head_centre + np.array([0.35 * r, -0.2 * r]), head_centre, tilt), (0.18 * r,) * 2
-        ),  # fmt: skip
-        "legs": [
-            np.array(s) * aspect
-            for s in (((0.15, 0.5), (0.22, 0.95)), ((-0.1, 0.5), (-0.05, 0.95)))
-        ],  # fmt: skip
+        ),
+        "legs": [np.array(segment) * aspect for segment in LEGS],
         "patches": patches,
-        "patch_scale": {"crown": 0.8 * r / 0.36},  # the crown fits the head
+        "patch_scale": {"crown": 0.8 * r / HEAD_RADIUS},  # the crown fits the head
     }
 
 
@@ -383,7 +374,7 @@ def render_image(
     draws = _nuisances(rng, settings)
     size, factor = settings.image_size, settings.supersample
     side = size * factor
-    shape = _geometry(plans()[spec.plan], draws)
+    shape = _geometry(PLANS[spec.plan], draws)
     body = _body_colour(spec, settings, draws)
     wing = body * draws["wing_shade"]
     outlines = [
@@ -466,22 +457,9 @@ def generate_dataset(
         num_classes=num_classes, images_per_class=images_per_class, image_size=image_size,
         seed=seed, **knobs,
     )  # fmt: skip
-    workers = min(4, os.cpu_count() or 1) if workers is None else workers
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+    workers = generator_workers(workers)
     specs = class_specs(settings)
-    final = Path(out_dir) / ROOT
-    if final.exists():
-        raise FileExistsError(f"{final} already exists; remove it to generate again")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{ROOT}.partial-"))
-    try:
-        _write(partial, settings, specs, workers)
-        partial.chmod(0o755)
-        partial.rename(final)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+    write_staged(Path(out_dir), lambda partial: _write(partial, settings, specs, workers))
 
 
 def _write(root: Path, settings: Settings, specs: list[ClassSpec], workers: int) -> None:
@@ -505,19 +483,9 @@ def _write(root: Path, settings: Settings, specs: list[ClassSpec], workers: int)
             tqdm(pool.map(render_and_save, range(len(jobs))), total=len(jobs),
                  desc="generating images", unit="img")
         )  # fmt: skip
-    training = round(settings.train_fraction * settings.images_per_class)
     ids = range(1, len(jobs) + 1)
-    tables = {
-        "images.txt": [f"{n} {path}" for n, path in zip(ids, relative, strict=True)],
-        "image_class_labels.txt": [f"{n} {c + 1}" for n, (c, _) in zip(ids, jobs, strict=True)],
-        "classes.txt": [f"{c + 1} {name}" for c, name in enumerate(names)],
-        "train_test_split.txt": [
-            f"{n} {int(i < training)}" for n, (_, i) in zip(ids, jobs, strict=True)
-        ],
-        "bounding_boxes.txt": [
-            f"{n} {' '.join(f'{v:.1f}' for v in box)}"
-            for n, (box, _) in zip(ids, drawn, strict=True)
-        ],
+    boxes = [box for box, _ in drawn]
+    tables = cub_tables(names, jobs, relative, boxes, settings) | {
         "genera.txt": [f"{c + 1} {spec.group}" for c, spec in enumerate(specs)],
         "class_nuances.txt": [
             f"{c + 1} {p + 1}" for c, spec in enumerate(specs) for p in spec.nuances
@@ -556,7 +524,10 @@ def genus_levels(manifest_dir: Path, rows: Any) -> dict[str, np.ndarray]:
     """``{"genus": ...}`` (benchmark) or ``{"category": ...}`` (source) per manifest row, from
     ``genera.txt`` of the generated source."""
     root = Path(manifest_dir) / "source" / ROOT
-    groups = _class_table(root, "genera.txt")
+    try:
+        groups = _class_table(root, "genera.txt")
+    except ManifestError as error:
+        raise HierarchyError(str(error)) from error
     missing = sorted({int(label) + 1 for label in rows["label"]} - set(groups))
     if missing:
         raise HierarchyError(f"{root / 'genera.txt'}: no genus for class id(s) {missing[:5]}")
@@ -641,8 +612,8 @@ def shortcut_gates(staging: Path, frame: pd.DataFrame, dataset: Any) -> dict[str
             raise ValueError(
                 f"dataset {dataset.name!r}: the colours of an image without their parts identify "
                 f"{values['position_blind_unique']:.0%} of its {split} classes (at most "
-                f"{gates.position_blind_unique_max:.0%}): lower generator.colours or raise "
-                "generator.genera"
+                f"{gates.position_blind_unique_max:.0%}): raise generator.colours (6: every "
+                "class wears every colour) or lower generator.genera (more species share a genus)"
             )
         ratio = values["colour_histogram_recall@1"] / max(values["chance_recall@1"], 1e-9)
         if ratio > gates.colour_histogram_max_vs_chance:

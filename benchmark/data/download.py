@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from benchmark.data.archives import ArchiveError, DatasetArchives, verify_file
 
+
 class DownloadError(OSError):
     """An HTTP error, an unreachable host or a transfer that kept being interrupted."""
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,6 +153,16 @@ class SealedSplitError(ManifestError):
     """A sealed split (``FGOR_SEALED``) was selected."""
 
 
+def sealed_splits(env: Mapping[str, str]) -> set[str]:
+    """The splits ``env`` seals (``FGOR_SEALED``, comma-separated names)."""
+    return set(filter(None, env.get(SEALED, "").split(",")))
+
+
+def sealed_env(env: Mapping[str, str], *splits: str) -> dict[str, str]:
+    """A copy of ``env`` that also seals ``splits`` (what it sealed stays sealed)."""
+    return {**env, SEALED: ",".join(sorted(sealed_splits(env) | set(splits)))}
+
+
 def select_splits(frame: pd.DataFrame, splits: Sequence[str]) -> np.ndarray:
     """Positional indices of the manifest rows in ``splits`` (the rows a dataset reads).
 
@@ -161,7 +171,7 @@ def select_splits(frame: pd.DataFrame, splits: Sequence[str]) -> np.ndarray:
     unknown = sorted(set(splits) - set(SPLITS))
     if unknown:
         raise ManifestError(f"unknown split name(s) {unknown}; valid: {SPLITS}")
-    sealed = sorted(set(splits) & set(filter(None, os.environ.get(SEALED, "").split(","))))
+    sealed = sorted(set(splits) & sealed_splits(os.environ))
     if sealed:
         raise SealedSplitError(
             f"the {', '.join(sealed)} split is sealed ({SEALED}={os.environ[SEALED]}): tuning and "

@@ -31,7 +31,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -419,11 +419,17 @@ def _draw_occluder(
 
 def make_settings(**knobs: Any) -> Settings:
     """:class:`Settings` from keyword knobs; an unknown knob is an error listing the valid ones."""
-    valid = {f.name for f in dataclasses.fields(Settings)}
+    return knob_settings(Settings, "synthetic dataset", knobs)
+
+
+def knob_settings(kind: type[Any], label: str, knobs: dict[str, Any]) -> Any:
+    """The settings dataclass ``kind`` from keyword ``knobs``; an unknown knob is an error
+    naming the ``label`` generator and listing the valid ones."""
+    valid = {f.name for f in dataclasses.fields(kind)}
     unknown = sorted(set(knobs) - valid)
     if unknown:
-        raise TypeError(f"unknown synthetic dataset knob(s) {unknown}; valid: {sorted(valid)}")
-    return Settings(**knobs)
+        raise TypeError(f"unknown {label} knob(s) {unknown}; valid: {sorted(valid)}")
+    return kind(**knobs)
 
 
 def class_names(num_classes: int) -> list[str]:
@@ -455,22 +461,59 @@ def generate_dataset(
         seed=seed,
         **knobs,
     )
+    workers = generator_workers(workers)
+    marks = class_marks(settings)
+    write_staged(Path(out_dir), lambda partial: _write(partial, settings, marks, workers))
+
+
+def generator_workers(workers: int | None) -> int:
+    """Render threads: ``workers``, or up to 4 by default (the files do not depend on it)."""
     workers = min(4, os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    marks = class_marks(settings)
+    return workers
+
+
+def write_staged(out_dir: Path, write: Callable[[Path], None]) -> None:
+    """``write(folder)`` into a hidden sibling of ``out_dir/CUB_200_2011`` renamed to it only
+    when complete, so an interrupted run never leaves a folder that looks like a dataset."""
     final = Path(out_dir) / ROOT
     if final.exists():
         raise FileExistsError(f"{final} already exists; remove it to generate again")
     final.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{ROOT}.partial-"))
     try:
-        _write(partial, settings, marks, workers)
+        write(partial)
         partial.chmod(0o755)
         partial.rename(final)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+
+
+def cub_tables(
+    names: list[str],
+    jobs: list[tuple[int, int]],
+    relative: list[str],
+    boxes: list[Box],
+    settings: Any,
+) -> dict[str, list[str]]:
+    """CUB-200-2011's metadata files (name -> lines) for images ``jobs`` = (class, index) at
+    ``relative`` paths under images/, with their boxes (``settings``: ``train_fraction`` and
+    ``images_per_class`` give train_test_split.txt)."""
+    training = round(settings.train_fraction * settings.images_per_class)
+    ids = range(1, len(jobs) + 1)
+    return {
+        "images.txt": [f"{n} {path}" for n, path in zip(ids, relative, strict=True)],
+        "image_class_labels.txt": [f"{n} {c + 1}" for n, (c, _) in zip(ids, jobs, strict=True)],
+        "classes.txt": [f"{c + 1} {name}" for c, name in enumerate(names)],
+        "train_test_split.txt": [
+            f"{n} {int(i < training)}" for n, (_, i) in zip(ids, jobs, strict=True)
+        ],
+        "bounding_boxes.txt": [
+            f"{n} {' '.join(f'{v:.1f}' for v in box)}" for n, box in zip(ids, boxes, strict=True)
+        ],
+    }
 
 
 def _write(root: Path, settings: Settings, marks: list[tuple[Mark, ...]], workers: int) -> None:
@@ -494,19 +537,7 @@ def _write(root: Path, settings: Settings, marks: list[tuple[Mark, ...]], worker
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             boxes = shown(pool.map(render_and_save, range(len(jobs))))
-    training = round(settings.train_fraction * settings.images_per_class)
-    ids = range(1, len(jobs) + 1)
-    tables = {
-        "images.txt": [f"{n} {path}" for n, path in zip(ids, relative, strict=True)],
-        "image_class_labels.txt": [f"{n} {c + 1}" for n, (c, _) in zip(ids, jobs, strict=True)],
-        "classes.txt": [f"{c + 1} {name}" for c, name in enumerate(names)],
-        "train_test_split.txt": [
-            f"{n} {int(i < training)}" for n, (_, i) in zip(ids, jobs, strict=True)
-        ],
-        "bounding_boxes.txt": [
-            f"{n} {' '.join(f'{v:.1f}' for v in box)}" for n, box in zip(ids, boxes, strict=True)
-        ],
-    }
+    tables = cub_tables(names, jobs, relative, boxes, settings)
     for file, lines in tables.items():
         (root / file).write_text("".join(f"{line}\n" for line in lines))
     description = {

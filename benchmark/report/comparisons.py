@@ -6,7 +6,7 @@ queries with replacement (one draw shared by every method, so any two methods ar
 the same queries) and, for each method independently, its seeds with replacement (two methods'
 seeds are independent runs, not pairs). A method's resampled mean hit rate is kept, so the
 difference of any pair is one subtraction: the two-level bootstrap of
-:func:`benchmark.report.stats.hierarchical_bootstrap` (kept as the per-pair reference the tests
+`hierarchical_bootstrap` in tests/reference_bootstrap.py (the per-pair reference the tests
 compare with), computed once per method instead of once per pair. With few seeds, resampling
 them understates their spread by a factor (n - 1) / n in variance (the report says so). A
 method's seed draws come from its own generator (seeded by its name), so adding a method to a

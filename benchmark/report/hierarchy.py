@@ -1,7 +1,8 @@
 """Coarse class levels of the test images, from the dataset's reader (benchmark/data/readers.py:
 ``Reader.hierarchy``; Stanford Cars gives the make, FGVC-Aircraft the family and manufacturer).
 The manifest holds the fine class only; the reader reads the coarse levels from the dataset's own
-annotation files. CUB and the generated datasets have none.
+annotation files (the coarse-to-fine generated data: its genera). CUB and the mark-based
+generated datasets have none.
 """
 
 from __future__ import annotations

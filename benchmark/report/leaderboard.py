@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import itertools
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from benchmark.ledger import TEST_LEDGER, evaluations_of
 from benchmark.report import comparisons
 from benchmark.report.comparisons import Comparison
 from benchmark.report.grid import BASELINE, DASH, MISSING, UNTRAINED, Grid, number
@@ -30,8 +32,8 @@ STATISTICS = "statistics"  # <report>/statistics/: tests.csv and per_query_<data
 FAMILIES = {"vs_baseline": BASELINE, "vs_untrained": UNTRAINED}  # family -> its reference
 PAIRWISE = "pairwise"
 CHECKPOINT_POLICY = (
-    "Every run is evaluated once, with the model of its last epoch: no epoch or checkpoint is "
-    "chosen on test data."
+    "Every run is evaluated with the model of its last epoch: no epoch or checkpoint is chosen "
+    "on test data."
 )
 
 
@@ -151,32 +153,50 @@ def leaderboard_table(grid: Grid, tests: DatasetTests) -> Table:
             *delta_cells(tests, "vs_baseline", method),
             groups.get(method, DASH),
         )  # fmt: skip
-    table.notes += leaderboard_notes(tests)
+    rows = grid.results[grid.results["dataset"] == tests.dataset]
+    table.notes += leaderboard_notes(tests, test_set_use(list(rows["run_dir"])))
     return table
 
 
-def leaderboard_notes(tests: DatasetTests) -> list[str]:
+def test_set_use(run_dirs: list) -> str:
+    """How often the runs saw the test set, from their ledgers (benchmark/ledger.py)."""
+    counts = [evaluations_of(Path(d)) for d in run_dirs]
+    logged = [c for c in counts if c is not None]
+    unlogged = len(counts) - len(logged)
+    if not logged:
+        return f"No run has a test-split ledger ({TEST_LEDGER}; runs made before it existed)."
+    times = Counter(logged)
+    text = "Test-split evaluations per run, from the runs' ledgers: " + ", ".join(
+        f"{n} run(s) {k}x" for k, n in sorted(times.items())
+    )
+    if unlogged:
+        text += f"; {unlogged} run(s) without a ledger (made before it existed)"
+    return text + ". Tuning never reads the test split (sealed)."
+
+
+def leaderboard_notes(tests: DatasetTests, test_use: str = "") -> list[str]:
     notes = [
         "R@1: mean over seeds (%); 95% CI: Student t over seeds, `exact` for a method whose "
         "seeds retrieve identically. Δ: difference in R@1 points; p: two-sided hierarchical "
         "bootstrap over seeds and test queries, Holm-adjusted within its column's family; bold: "
         f"p < {comparisons.ALPHA}. Group: methods sharing a letter were not shown to differ "
         "(all pairs, Holm over that larger family, so a difference bold against the baseline "
-        f"can still share the baseline's letter). {CHECKPOINT_POLICY}"
+        f"can still share the baseline's letter). {CHECKPOINT_POLICY} {test_use}".rstrip()
     ]
     for method, reason in sorted(tests.untestable.items()):
         notes.append(f"`{method}` is not tested: {reason}.")
     return notes
 
 
-def detectable(tests: DatasetTests) -> float | None:
+def detectable(tests: DatasetTests) -> tuple[float, float] | None:
     """The minimum detectable difference against the baseline (median standard error over the
-    methods, Holm's strictest level over the family, 80% power), in R@1 points."""
+    methods, Holm's strictest level over the family, 80% power) and that standard error, in
+    R@1 points."""
     family = tests.families.get("vs_baseline", [])
     if not family:
         return None
     se = statistics.median(c.se for c in family)
-    return comparisons.minimum_detectable_difference(se, len(family))
+    return comparisons.minimum_detectable_difference(se, len(family)), se
 
 
 def headline(grid: Grid, tests: DatasetTests) -> str:
@@ -199,11 +219,11 @@ def headline(grid: Grid, tests: DatasetTests) -> str:
             f" Against `{reference}`: {len(better)} better{listing(better)}, {len(worse)} worse"
             f"{listing(worse)}, {ties} of {len(found)} not distinguishable."
         )
-    mdd = detectable(tests)
-    if mdd is not None:
+    found = detectable(tests)
+    if found is not None:
         text += (
             f" With these seeds a true difference from the baseline smaller than about "
-            f"{number(mdd)} R@1 points is detected with less than 80% probability."
+            f"{number(found[0])} R@1 points is detected with less than 80% probability."
         )
     return text
 
@@ -213,11 +233,10 @@ def listing(methods: list[str]) -> str:
 
 
 def mdd_text(tests: DatasetTests) -> str:
-    mdd = detectable(tests)
-    if mdd is None:
+    found = detectable(tests)
+    if found is None:
         return ""
-    family = tests.families["vs_baseline"]
-    se = statistics.median(c.se for c in family)
+    (mdd, se), family = found, tests.families["vs_baseline"]
     return (
         f"Minimum detectable difference against the baseline on {tests.dataset}: "
         f"{number(mdd)} R@1 points, the true difference a two-sided test at Holm's strictest "

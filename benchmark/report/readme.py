@@ -10,6 +10,7 @@ else of the README is touched. ``--check`` changes nothing and exits 1 when the 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from benchmark.atomic import write_atomic_text
@@ -17,12 +18,14 @@ from benchmark.atomic import write_atomic_text
 START, END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"
 
 
-def block(report_dir: Path) -> str:
-    """The leaderboard document without its title line, as the README shows it."""
+def block(report_dir: Path, readme_dir: Path = Path(".")) -> str:
+    """The leaderboard document without its title line, as the README in ``readme_dir`` shows
+    it (the report's links made relative to that folder)."""
     lines = (Path(report_dir) / "leaderboard.md").read_text().splitlines()
     body = lines[1:] if lines and lines[0].startswith("# ") else lines
     text = "\n".join(body).strip("\n")
-    return text.replace("](runs/", f"]({Path(report_dir).name}/runs/")  # links from the root
+    prefix = Path(os.path.relpath(report_dir, readme_dir)).as_posix()
+    return text.replace("](runs/", f"]({prefix}/runs/")
 
 
 def with_block(readme: str, text: str, path: Path) -> str:
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         current = args.readme.read_text()
-        wanted = with_block(current, block(args.report), args.readme)
+        wanted = with_block(current, block(args.report, args.readme.parent), args.readme)
     except (OSError, ValueError) as error:  # no report yet, or the markers were edited away
         raise SystemExit(f"error: {error}") from None
     if args.check:

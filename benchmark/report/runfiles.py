@@ -20,6 +20,7 @@ COPIED = (
     ("history", "history.csv"),
     ("log", "train.log"),
     ("eval log", "eval.log"),
+    ("test ledger", "test_evaluations.csv"),
 )
 MAX_BYTES = 256 * 1024
 FOLDER = "runs"

@@ -51,6 +51,3 @@ def care_map_probes(
 ) -> MapProbes:
     """CNENet's probes; ``responses``: images -> G(F), the maps before normalisation."""
     return MapProbes(overlap=overlap, equivariance=equivariance, responses=responses)
-
-
-CARE_MAP_PROBES = care_map_probes()  # without a model: overlap and equivariance only
