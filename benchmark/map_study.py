@@ -21,6 +21,7 @@ import pandas as pd
 import yaml
 
 from benchmark.atomic import write_atomic, write_atomic_text
+from benchmark.data.manifest import sealed_env
 from benchmark.subprocesses import in_parallel, run_logged, shared_threads_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +63,7 @@ def run_cells(study: dict, runs: Path, weights: str | None, jobs: int = 1) -> No
         for seed in study["seeds"]
         if not (cell_dir(study, runs, variant, seed) / "results.json").is_file()
     ]
-    environment = shared_threads_env(jobs)
+    environment = sealed_env(shared_threads_env(jobs), "test")  # it chooses: never on test
 
     def run(cell: tuple[str, int]) -> None:
         log = cell_dir(study, runs, *cell) / "study.log"
