@@ -219,7 +219,7 @@ def provenance_table(grid: Grid) -> Table:
             target = runfiles.link(row.method, row.dataset, row.seed, row.run_dir, name)
             if target:
                 files.append(f"[{label}]({target})")
-            elif name != "eval.log":  # only runs evaluated as a separate stage have one
+            elif name not in runfiles.OPTIONAL:
                 files.append(f"{label} (not copied)")
         commit = row.git_commit[:10] + (" (dirty)" if row.git_dirty else "")
         table.add(

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
-# (label in the provenance table, file name); eval.log exists only for runs evaluated apart
+# (label in the provenance table, file name)
 COPIED = (
     ("config", "config.yaml"),
     ("results", "results.json"),
@@ -22,6 +22,9 @@ COPIED = (
     ("eval log", "eval.log"),
     ("test ledger", "test_evaluations.csv"),
 )
+# files a run may lack: eval.log (runs evaluated as a stage of their own), the test-split ledger
+# (runs made before it existed: benchmark/ledger.py)
+OPTIONAL = ("eval.log", "test_evaluations.csv")
 MAX_BYTES = 256 * 1024
 FOLDER = "runs"
 # files the report writes into folders of its own, deleted when an earlier report wrote them and
