@@ -69,11 +69,13 @@ def test_dvc_pipeline_in_a_clone(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("suite", "cells", "datasets"), [("paper", 126, ["cub", "cars", "aircraft"]),
-                                     ("ablation_cub", 30, ["cub"])],
+                                     ("ablation_cub", 30, ["cub"]),
+                                     ("birds", 42, ["birds_source", "birds"])],
 )  # fmt: skip
 def test_real_data_suites_expand_to_their_grids(tmp_path: Path, suite: str, cells: int,
                                                 datasets: list[str]) -> None:  # fmt: skip
-    """The one switch (`-S suite=<name>`) gives every method x dataset x seed as DVC stages."""
+    """The one switch (`-S suite=<name>`) gives every method x dataset x seed as DVC stages
+    (birds: the coarse-to-fine data, with its own source set and pretrain stage)."""
     from omegaconf import OmegaConf
 
     from benchmark.config import compose_config
@@ -92,4 +94,5 @@ def test_real_data_suites_expand_to_their_grids(tmp_path: Path, suite: str, cell
         f"prepare@{d}" for d in datasets
     )
     assert f"cells@cnenet-{datasets[-1]}" in stages and "report" in stages
+    assert {f"pretrain@{p}" for p in spec.pretrain} <= set(stages)
     run(["dvc", "dag"], tmp_path)  # the graph resolves (no missing or cyclic dependency)
