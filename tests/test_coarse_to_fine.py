@@ -225,3 +225,22 @@ def test_calibration_trial_runs_sealed_and_tabulates_validation_figures(
         calibrate.main([*args[:-2], "--epochs", "2"])
     markdown = (tmp_path / "out" / "calibration.md").read_text()
     assert "| tiny |" in markdown and "a test" in markdown
+
+
+def test_the_report_reads_genus_levels_of_the_test_images(tmp_path: Path) -> None:
+    """The error analysis's coarse level for the generated birds: genus, per test image."""
+    from benchmark.report.hierarchy import HierarchyError, coarse_levels
+
+    manifest = prepare(tiny_dataset(tmp_path), raw_dir=tmp_path, cache_resizes=[], workers=1)
+    frame = read_manifest(manifest)
+    test = frame[frame["split"] == "test"]
+    levels = coarse_levels("coarse_to_fine", manifest)
+    tiny = c2f.make_settings(num_classes=8, images_per_class=6, image_size=48, seed=0, genera=2)
+    specs = {f"{i + 1:03d}.{s.name}": s.group for i, s in enumerate(c2f.class_specs(tiny))}
+    assert list(levels["genus"]) == [specs[name] for name in test["class_name"]]
+    (manifest.parent / "source" / "CUB_200_2011" / "genera.txt").write_text("1 Genus_01\n")
+    with pytest.raises(HierarchyError, match="no genus for class id"):
+        coarse_levels("coarse_to_fine", manifest)
+    (manifest.parent / "source" / "CUB_200_2011" / "genera.txt").unlink()
+    with pytest.raises(HierarchyError, match=r"genera\.txt"):
+        coarse_levels("coarse_to_fine", manifest)
