@@ -29,6 +29,10 @@ class BackboneConfig:
     pretrained: bool = True
     weights_file: str | None = None
     output_stride: int = 32
+    # the pretrain stage's source dataset and epochs for this protocol (configs/pretrain.yaml;
+    # benchmark/on_demand.py builds the backbone with them when weights_file is missing)
+    pretrain_source: str | None = None
+    pretrain_epochs: int | None = None
 
 
 @dataclass

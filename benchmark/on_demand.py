@@ -150,4 +150,7 @@ def ensure_run_inputs(
     dataset_choice = choices.get("dataset") or str(cfg.dataset.name)
     ensure_dataset(cfg.dataset, dataset_choice, resize, dataset_overrides(overrides))
     protocol_choice = choices.get("protocol") or str(protocol.name)
-    ensure_pretrained(protocol.backbone.weights_file, protocol_choice, str(protocol.name))
+    ensure_pretrained(
+        protocol.backbone.weights_file, protocol_choice, str(protocol.name),
+        source=protocol.backbone.get("pretrain_source"),
+    )  # fmt: skip

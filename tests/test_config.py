@@ -85,3 +85,14 @@ def test_params_yaml_is_the_composed_pipeline_config() -> None:
     composed = OmegaConf.to_container(compose_config([], config_name="pipeline"), resolve=True)
     committed = yaml.safe_load((REPO / "params.yaml").read_text())
     assert committed == composed, "params.yaml is stale: run `dvc exp run` or regenerate it"
+
+
+def test_every_suite_pretrains_each_protocol_on_the_protocols_own_source() -> None:
+    """The pretrain stage (suite) and a run building its backbone on demand (protocol) use the
+    same source dataset, and the pretrain config takes the protocol's epochs."""
+    for path in sorted((Path(CONFIG_DIR) / "suite").glob("*.yaml")):
+        for protocol, item in (yaml.safe_load(path.read_text())["pretrain"] or {}).items():
+            composed = compose_config([f"protocol={protocol}"], config_name="pretrain")
+            backbone = composed.protocol.backbone
+            assert backbone.pretrain_source == item["dataset"], (path.name, protocol)
+            assert composed.protocol.epochs == backbone.pretrain_epochs, (path.name, protocol)
