@@ -140,6 +140,7 @@ def trial(args: argparse.Namespace) -> list[dict]:
 SHOWN = {  # column -> (header, format)
     "trial": ("trial", "{}"), "source": ("source knobs", "{}"),
     "benchmark": ("benchmark knobs", "{}"),
+    "pretrain_epochs": ("pretrain epochs", "{:.0f}"), "epochs": ("epochs", "{:.0f}"),
     "seed": ("seed", "{:.0f}"), "untrained_r1": ("untrained R@1", "{:.1f}"),
     "untrained_map_r": ("untrained MAP@R", "{:.1f}"), "baseline_r1": ("baseline R@1", "{:.1f}"),
     "baseline_map_r": ("baseline MAP@R", "{:.1f}"), "ratio": ("ratio", "{:.2f}"),

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from omegaconf import OmegaConf
 
 from benchmark.config import compose_config
@@ -244,3 +245,21 @@ def test_the_report_reads_genus_levels_of_the_test_images(tmp_path: Path) -> Non
     (manifest.parent / "source" / "CUB_200_2011" / "genera.txt").unlink()
     with pytest.raises(HierarchyError, match=r"genera\.txt"):
         coarse_levels("coarse_to_fine", manifest)
+
+
+def test_docs_claims_about_the_chosen_calibration_trial_hold_in_its_table() -> None:
+    """docs/embedded.md's sentences on trial accent6_parts5_pre20 and unused_seeds, checked
+    against reports/calibration/calibration.csv (validation classes)."""
+    repo = Path(__file__).resolve().parent.parent
+    table = pd.read_csv(repo / "reports" / "calibration" / "calibration.csv")
+    chosen = table[table["trial"] == "accent6_parts5_pre20"]
+    assert sorted(chosen["seed"]) == [1, 2, 3]
+    assert (chosen["ratio"] <= 0.6).all() and (chosen["gain_r1"] >= 15).all()
+    assert chosen["baseline_r1"].between(40, 75).all() and (chosen["gain_map_r"] < 10).all()
+    unused = table[table["trial"] == "unused_seeds"].iloc[0]
+    assert abs(unused["ratio"] - chosen["ratio"].mean()) <= 0.1
+    assert abs(unused["baseline_r1"] - chosen["baseline_r1"].mean()) > 5  # as the docs say
+    text = " ".join((repo / "docs" / "embedded.md").read_text().split()).lower()
+    assert "trial `accent6_parts5_pre20`" in text and "trial `unused_seeds`" in text
+    source = yaml.safe_load((repo / "configs" / "dataset" / "birds_source.yaml").read_text())
+    assert source["generator"]["accent_parts"] == 5 and source["generator"]["accent_colours"] == 6
