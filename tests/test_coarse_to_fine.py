@@ -263,3 +263,9 @@ def test_docs_claims_about_the_chosen_calibration_trial_hold_in_its_table() -> N
     assert "trial `accent6_parts5_pre20`" in text and "trial `unused_seeds`" in text
     source = yaml.safe_load((repo / "configs" / "dataset" / "birds_source.yaml").read_text())
     assert source["generator"]["accent_parts"] == 5 and source["generator"]["accent_colours"] == 6
+    birds = yaml.safe_load((repo / "configs" / "dataset" / "birds.yaml").read_text())
+    genera, expected = birds["generator"]["genera"], birds["expected"]
+    train = expected["train_classes"]
+    for split in (range(train - birds["val_classes"], train), range(train, train * 2)):
+        genus = [c % genera for c in split]  # every class has a sibling of its genus in its split
+        assert min(genus.count(g) for g in genus) >= 2, (genera, split)
