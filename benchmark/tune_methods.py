@@ -1,14 +1,21 @@
 """Tune every method's own knobs on the validation classes, with the same budget per method.
 
-    python -m benchmark.tune_methods [--jobs 2] [--methods a,b] [--report-only]
+    python -m benchmark.tune_methods [--tune methods] [--jobs 2] [--methods a,b] [--report-only]
 
-The grid lives in ``configs/tune/methods.yaml``: the learning-rate scales (``tuned.lr_scale``,
-applied to every learning rate of the protocol) times each method's points of its own knobs
-(margins, scales, temperatures, proxy learning-rate ratios, miner epsilon, DAM keep ratio,
-CNENet's regulariser weights). Every method gets the same number of trials; the shared protocol
-is the same in every trial. A trial is one ``benchmark/run_tune.py +tune=methods`` run: it trains
-on the training classes minus the validation ones and is evaluated on the validation ones (the
-test classes are never read), in ``runs/tune-methods-<protocol>-<dataset>/trial<k>/<method>/``.
+The grid lives in ``configs/tune/<name>.yaml`` (``methods``: the embedded protocol on the mark
+data; ``methods_birds``: protocol embedded_birds on the coarse-to-fine data): the learning-rate
+scales (``tuned.lr_scale``, applied to every learning rate of the protocol) times each method's
+points of its own knobs (margins, scales, temperatures, proxy learning-rate ratios, miner
+epsilon, DAM keep ratio, CNENet's regulariser weights). Every method gets the same number of
+trials; the shared protocol is the same in every trial. A trial is one ``benchmark/run_tune.py
++tune=methods`` run: it trains on the training classes minus the validation ones and is
+evaluated on the validation ones (the test classes are never read), in
+``runs/tune-methods-<protocol>-<dataset>/trial<k>/<method>/``.
+
+A choice at the edge of the grid is extended: when a method's chosen learning-rate scale is the
+smallest or largest tried for its chosen knob point, the next scale of ``tune.extend`` (below
+or above) is tried at that point, and again, until the optimum is interior or the ladder ends
+at its hard bound; the report says which, per method, and how many trials each extension added.
 
 The rule: for each method, the trial with the highest mean validation metric over seeds
 (``tune.metric``) among trials that finished without diverging and, for methods with CARE maps,
@@ -24,6 +31,7 @@ chosen values, and the report that chose them, appear in every results.json.
 from __future__ import annotations
 
 import argparse
+import io
 import itertools
 import json
 import math
@@ -37,7 +45,7 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
-from benchmark.atomic import write_atomic_text
+from benchmark.atomic import write_atomic, write_atomic_text
 from benchmark.config import CONFIG_DIR, compose_config
 from benchmark.report.collect import METRICS
 from benchmark.report.grid import number
@@ -58,10 +66,11 @@ class Trial:
     knobs: dict[str, Any]  # method keys (dotted below method.) -> value
     fixed: dict[str, Any]  # method keys set in every trial of the method (not tuned)
 
-    def overrides(self) -> list[str]:
+    def overrides(self, grid: str = "methods") -> list[str]:
+        """The trial's command-line overrides; ``grid``: its file in configs/tune/."""
         values = {f"method.{k}": v for k, v in {**self.fixed, **self.knobs}.items()}
         return [
-            f"method={self.method}", "+tune=methods", f"tune.trial={self.index}",
+            f"method={self.method}", f"+tune={grid}", f"tune.trial={self.index}",
             f"tuned.lr_scale={self.lr_scale!r}",
             *(f"{key}={json.dumps(value)}" for key, value in values.items()),
         ]  # fmt: skip
@@ -72,8 +81,8 @@ class Trial:
         return f"lr_scale={self.lr_scale:g}, {knobs}"
 
 
-def grid_config(overrides: list[str] | None = None) -> Any:
-    return compose_config(["+tune=methods", *(overrides or [])]).tune
+def grid_config(overrides: list[str] | None = None, grid: str = "methods") -> Any:
+    return compose_config([f"+tune={grid}", *(overrides or [])]).tune
 
 
 def trials(tune: Any, methods: list[str] | None = None) -> list[Trial]:
@@ -99,6 +108,45 @@ def trials(tune: Any, methods: list[str] | None = None) -> list[Trial]:
     return result
 
 
+def ladders(tune: Any) -> tuple[list[float], list[float]]:
+    """``tune.extend``: the scales tried below and above the grid, nearest first."""
+    extend = tune.get("extend") or {}
+    below = [float(s) for s in extend.get("below") or []]
+    above = [float(s) for s in extend.get("above") or []]
+    lowest, highest = min(tune.lr_scales), max(tune.lr_scales)
+    if any(b >= a for a, b in zip([lowest, *below], below, strict=False)) or any(
+        b <= a for a, b in zip([highest, *above], above, strict=False)
+    ):
+        raise TuningError(f"tune.extend: below {below} must fall from {lowest:g} and above "
+                          f"{above} rise from {highest:g}, nearest first")  # fmt: skip
+    return below, above
+
+
+def extension_trial(tune: Any, method: str, point: dict, scale: float) -> Trial:
+    """The trial at ``scale`` (a ladder value) for ``method``'s knob ``point``; its index comes
+    after the grid's and depends only on (point, scale), so a rerun finds the same folder."""
+    points = list(OmegaConf.to_container(tune.knobs)[method])
+    below, above = ladders(tune)
+    ladder = below + above
+    index = len(points) * len(tune.lr_scales) + points.index(point) * len(ladder)
+    fixed = OmegaConf.to_container(tune.fixed).get(method, {})
+    return Trial(method, index + ladder.index(scale), scale, dict(point), fixed)
+
+
+def edge(tried: list[Trial], chosen: Trial, tune: Any) -> tuple[str, float | None]:
+    """Where ``chosen``'s scale sits among the scales tried at its knob point: ("interior",
+    None), ("below", next scale to try) / ("above", ...), or ("bound", None) at a ladder's end."""
+    scales = sorted(t.lr_scale for t in tried
+                    if t.method == chosen.method and t.knobs == chosen.knobs)  # fmt: skip
+    below, above = ladders(tune)
+    if scales[0] < chosen.lr_scale < scales[-1]:
+        return "interior", None
+    ladder = below if chosen.lr_scale == scales[0] else above
+    side = "below" if chosen.lr_scale == scales[0] else "above"
+    untried = [s for s in ladder if s not in scales]
+    return (side, untried[0]) if untried else ("bound", None)
+
+
 def trial_dir(runs: Path, trial: Trial, dataset: str, seed: int) -> Path:
     return runs / f"trial{trial.index}" / trial.method / dataset / f"seed{seed}"
 
@@ -107,14 +155,16 @@ def finished(directory: Path) -> bool:
     return (directory / "results.json").is_file() or (directory / DIVERGED).is_file()
 
 
-def run_trials(cells: list[tuple[Trial, int]], runs: Path, dataset: str, jobs: int) -> None:
+def run_trials(
+    cells: list[tuple[Trial, int]], runs: Path, dataset: str, jobs: int, grid: str = "methods"
+) -> None:
     """Run the missing (trial, seed) cells, ``jobs`` processes at a time."""
     todo = [(t, s) for t, s in cells if not finished(trial_dir(runs, t, dataset, s))]
     environment = shared_threads_env(jobs)
 
     def run(cell: tuple[Trial, int]) -> None:
         trial, seed = cell
-        command = [sys.executable, "benchmark/run_tune.py", *trial.overrides(),
+        command = [sys.executable, "benchmark/run_tune.py", *trial.overrides(grid),
                    f"seed={seed}", "progress=false"]  # fmt: skip
         directory = trial_dir(runs, trial, dataset, seed)
         code, seconds = run_logged(command, directory / "tune.log", environment)
@@ -132,13 +182,15 @@ def reference_dir(runs: Path, dataset: str, seed: int) -> Path:
     return runs / "reference" / REFERENCE / dataset / f"seed{seed}"
 
 
-def run_reference(runs: Path, dataset: str, seeds: list[int], jobs: int) -> None:
+def run_reference(
+    runs: Path, dataset: str, seeds: list[int], jobs: int, grid: str = "methods"
+) -> None:
     """The untrained backbone on the same validation classes: what the trials' fine-tuning adds."""
     environment = shared_threads_env(jobs)
 
     def run(seed: int) -> None:
         directory = reference_dir(runs, dataset, seed)
-        command = [sys.executable, "benchmark/run_tune.py", f"method={REFERENCE}", "+tune=methods",
+        command = [sys.executable, "benchmark/run_tune.py", f"method={REFERENCE}", f"+tune={grid}",
                    f"run_dir={directory}", f"seed={seed}", "progress=false"]  # fmt: skip
         code, seconds = run_logged(command, directory / "tune.log", environment)
         print(f"reference {REFERENCE} seed {seed}: {'ok' if code == 0 else 'FAILED'}, "
@@ -307,30 +359,65 @@ def reference_text(meta: dict) -> str:
             "adds.")  # fmt: skip
 
 
-def render(frame: pd.DataFrame, chosen: dict[str, int], grid: list[Trial], meta: dict) -> str:
+EDGE_TEXT = {
+    "interior": "interior (a smaller and a larger scale tried beside it)",
+    "below": "at the lower edge (extension not run yet)",
+    "above": "at the upper edge (extension not run yet)",
+    "bound": "at a hard bound: the extension ladder's end",
+}
+
+
+def ladder_text(meta: dict) -> str:
+    below, above = meta.get("ladders") or ([], [])
+    extra = meta.get("extensions") or {}
+    added = ", ".join(f"{method} +{count}" for method, count in extra.items() if count)
+    return (f"A choice at the edge of the grid is extended one scale at a time at its knob "
+            f"point (below: {', '.join(f'{s:g}' for s in below) or 'none'}; above: "
+            f"{', '.join(f'{s:g}' for s in above) or 'none'}) until it is interior or the "
+            f"ladder ends; extension trials: {added or 'none'}.")  # fmt: skip
+
+
+def header_lines(frame: pd.DataFrame, meta: dict) -> list[str]:
     metric = meta["metric"]
-    lines = [
+    return [
         f"# Method knobs: protocol `{meta['protocol']}`, dataset `{meta['dataset']}`",
         "",
-        f"Every method: {meta['budget']} trials ({len(meta['lr_scales'])} learning-rate scales "
+        f"Grid `configs/tune/{meta.get('grid', 'methods')}.yaml`. Every method: "
+        f"{meta['budget']} trials ({len(meta['lr_scales'])} learning-rate scales "
         f"{', '.join(f'{s:g}' for s in meta['lr_scales'])} x its own knob points), seeds "
         f"{', '.join(map(str, meta['seeds']))}. Trained on the training classes without the last "
         f"{meta['val_classes']} (the validation classes), evaluated on those; the test classes "
         f"were never used. Objective: validation {metric}, best trial per method (ties: the "
         f"first){constraint_text(meta)}. The shared protocol is identical in every trial; "
         "`lr_scale` multiplies every "
-        f"learning rate of the protocol. Runs: `{meta['runs']}`; code "
-        f"{', '.join(sorted(frame['commit'].dropna().unique())) or 'n/a'}; wall time "
+        f"learning rate of the protocol. {ladder_text(meta)} Runs: `{meta['runs']}`; code "
+        f"{', '.join(sorted(frame.get('commit', pd.Series()).dropna().unique())) or 'n/a'}; "
+        "wall time "
         f"{meta['wall_minutes']:.1f} min of trials ({meta['jobs']} at a time on "
         f"{os.cpu_count()} cores).",
         "",
         reference_text(meta),
         "",
+    ]
+
+
+def row_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per trial, a method's trials as curves: by knob point, then lr_scale."""
+    first = frame.groupby(["method", "trial"], sort=False).first().reset_index()
+    methods = {m: i for i, m in enumerate(dict.fromkeys(first["method"]))}
+    points = {k: i for i, k in enumerate(dict.fromkeys(first["knobs"]))}
+    keys = first["method"].map(methods) * 10_000 + first["knobs"].map(points)
+    return first.assign(_key=keys).sort_values(["_key", "lr_scale"], kind="stable")
+
+
+def trial_lines(frame: pd.DataFrame, chosen: dict[str, int], meta: dict) -> list[str]:
+    metric = meta["metric"]
+    lines = [
         f"| method | trial | lr_scale | knobs | {metric} | recall@1 | maps: dead, L_SD | wall s "
         "| status |",
         "| :--- | ---: | ---: | :--- | ---: | ---: | :--- | ---: | :--- |",
     ]
-    for _, row in frame.groupby(["method", "trial"], sort=False).first().reset_index().iterrows():
+    for _, row in row_order(frame).iterrows():
         rows = frame[(frame["method"] == row["method"]) & (frame["trial"] == row["trial"])]
         done = rows[rows["status"] == "done"]
         score = number(done[metric].mean()) if len(done) else "—"
@@ -339,6 +426,8 @@ def render(frame: pd.DataFrame, chosen: dict[str, int], grid: list[Trial], meta:
         recall = number(done["recall@1"].mean()) if len(done) else "—"
         wall = f"{done['wall_seconds'].sum():.0f}" if len(done) else "—"
         status = ", ".join(sorted(set(rows["status"])))
+        if row["trial"] >= meta["budget"]:
+            status += " (extension)"
         maps = "—"
         if len(done) and done.get("map_overlap", pd.Series(dtype=float)).notna().any():
             maps = (f"{number(100 * done['dead_map_fraction'].max())}%, "
@@ -348,11 +437,23 @@ def render(frame: pd.DataFrame, chosen: dict[str, int], grid: list[Trial], meta:
         lines.append(f"| {row['method']} | {row['trial']} | {row['lr_scale']:g} | "
                      f"`{row['knobs']}` | {score} | {recall} | {maps} | {wall} | "
                      f"{status} |")  # fmt: skip
-    lines += ["", "**Chosen** (written to `configs/tuned/<protocol>_<method>.yaml`):", ""]
+    return lines
+
+
+def render(frame: pd.DataFrame, chosen: dict[str, int], grid: list[Trial], meta: dict) -> str:
+    lines = header_lines(frame, meta)
+    if meta.get("curves"):
+        lines += [f"![validation {meta['metric']} over each method's grid]({meta['curves']})", ""]
+    lines += trial_lines(frame, chosen, meta)
+    lines += ["", "**Chosen** (written to `configs/tuned/<protocol>_<method>.yaml`; where the "
+              "chosen scale sits among the scales tried at its knob point):", ""]  # fmt: skip
+    where = meta.get("edges") or {}
     for trial in grid:
         if chosen.get(trial.method) == trial.index:
             lines.append(f"- `{trial.method}`: {trial.label()}"
-                         + (f"; fixed {trial.fixed}" if trial.fixed else ""))  # fmt: skip
+                         + (f"; fixed {trial.fixed}" if trial.fixed else "")
+                         + (f"; {EDGE_TEXT[where[trial.method]]}" if trial.method in where
+                            else ""))  # fmt: skip
     if meta.get("unconstrained"):
         lines += ["", "**No trial met the map constraints; the best trial was taken:** "
                   + ", ".join(meta["unconstrained"])]  # fmt: skip
@@ -360,6 +461,41 @@ def render(frame: pd.DataFrame, chosen: dict[str, int], grid: list[Trial], meta:
     if missing:
         lines += ["", f"**No complete trial, nothing chosen:** {', '.join(missing)}"]
     return "\n".join(lines) + "\n"
+
+
+def curves_png(frame: pd.DataFrame, chosen: dict[str, int], metric: str) -> bytes | None:
+    """Validation ``metric`` over lr_scale, a panel per method and a line per knob point; the
+    chosen trial circled."""
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    done = frame[frame["status"] == "done"]
+    if done.empty:
+        return None
+    means = done.groupby(["method", "trial", "knobs", "lr_scale"], sort=False)[metric].mean()
+    data = means.reset_index()
+    methods = list(dict.fromkeys(data["method"]))
+    columns = min(5, len(methods))
+    rows = math.ceil(len(methods) / columns)
+    figure = Figure(figsize=(3.2 * columns, 2.6 * rows))
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for axis, method in zip(axes, methods, strict=False):
+        mine = data[data["method"] == method]
+        sns.lineplot(data=mine, x="lr_scale", y=metric, hue="knobs", marker="o", ax=axis,
+                     legend=False, palette="colorblind")  # fmt: skip
+        pick = mine[mine["trial"] == chosen.get(method, -1)]
+        axis.scatter(pick["lr_scale"], pick[metric], s=160, facecolors="none",
+                     edgecolors="black", zorder=3)  # fmt: skip
+        axis.set_xscale("log")
+        axis.set_title(method, fontsize=9)
+        axis.set_xlabel("lr_scale", fontsize=8)
+        axis.set_ylabel(f"validation {metric}", fontsize=8)
+    for axis in axes[len(methods) :]:
+        axis.set_visible(False)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, metadata={"Software": None})
+    return buffer.getvalue()
 
 
 def map_constraints(tune: Any) -> dict[str, float]:
@@ -389,6 +525,13 @@ def write_outputs(
     report_dir = ROOT / str(tune.report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     name = runs.name
+    meta["edges"] = edges(grid, chosen, tune)
+    meta["extensions"] = {m: sum(t.method == m and t.index >= meta["budget"] for t in grid)
+                          for m in dict.fromkeys(t.method for t in grid)}  # fmt: skip
+    png = curves_png(frame, chosen, str(tune.metric))
+    if png is not None:
+        write_atomic(report_dir / f"{name}.png", lambda tmp: tmp.write_bytes(png))
+        meta["curves"] = f"{name}.png"
     write_atomic_text(report_dir / f"{name}.csv", frame.to_csv(index=False))
     write_atomic_text(report_dir / f"{name}.md", render(frame, chosen, grid, meta))
     report = f"{tune.report_dir}/{name}.md"
@@ -435,38 +578,78 @@ def write_inherited(
         write_atomic_text(TUNED_DIR / f"{protocol}_{row}.yaml", text)
 
 
+def extend_edges(
+    tried: list[Trial], frame: pd.DataFrame, tune: Any, constraints: dict[str, float]
+) -> list[Trial]:
+    """One more ladder scale for every method whose chosen scale sits at an edge."""
+    new = []
+    for method, index in choose(frame, str(tune.metric), constraints).items():
+        trial = next(t for t in tried if t.method == method and t.index == index)
+        _, scale = edge(tried, trial, tune)
+        if scale is not None:
+            new.append(extension_trial(tune, method, trial.knobs, scale))
+    return new
+
+
+def edges(tried: list[Trial], chosen: dict[str, int], tune: Any) -> dict[str, str]:
+    """Method -> where its chosen scale sits: interior, below/above (not extended yet), bound."""
+    out = {}
+    for method, index in chosen.items():
+        trial = next(t for t in tried if t.method == method and t.index == index)
+        out[method] = edge(tried, trial, tune)[0]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tune", default="methods",
+                        help="the grid: a file of configs/tune/ (default: methods)")  # fmt: skip
     parser.add_argument("--methods", help="comma-separated subset (default: every method)")
     parser.add_argument("--jobs", type=int, help="trials at once (default: tune.jobs)")
     parser.add_argument("--report-only", action="store_true", help="run nothing; report")
     parser.add_argument("--no-configs", action="store_true",
                         help="do not write configs/tuned/ (report only)")  # fmt: skip
     args = parser.parse_args(argv)
-    cfg = compose_config(["+tune=methods"])
+    if not (CONFIG_DIR / "tune" / f"{args.tune}.yaml").is_file():
+        parser.exit(2, f"error: --tune {args.tune}: no configs/tune/{args.tune}.yaml\n")
+    cfg = compose_config([f"+tune={args.tune}"])
     tune = cfg.tune
     if tune.metric not in METRICS:
         parser.exit(2, f"error: tune.metric={tune.metric!r}; valid: {', '.join(METRICS)}\n")
     try:
         grid = trials(tune, args.methods.split(",") if args.methods else None)
+        ladders(tune)
+        constraints = map_constraints(tune)
     except TuningError as error:
         parser.exit(2, f"error: {error}\n")
     seeds = [int(s) for s in tune.seeds]
-    cells = [(trial, seed) for trial in grid for seed in seeds]
     runs = Path(str(cfg.runs_root)) / str(cfg.suite_name)
+    dataset = str(cfg.dataset.name)
     jobs = int(args.jobs or tune.jobs)
+    tried = list(grid)
+    while True:  # the grid, then one ladder step per edge choice until none is left
+        cells = [(trial, seed) for trial in tried for seed in seeds]
+        if not args.report_only:
+            run_trials(cells, runs, dataset, jobs, args.tune)
+        new = extend_edges(tried, trial_frame(cells, runs, dataset), tune, constraints)
+        if args.report_only:  # only extensions already run
+            new = [t for t in new
+                   if all(finished(trial_dir(runs, t, dataset, s)) for s in seeds)]  # fmt: skip
+        if not new:
+            break
+        tried += new
     if not args.report_only:
-        run_trials(cells, runs, str(cfg.dataset.name), jobs)
-        run_reference(runs, str(cfg.dataset.name), seeds, jobs)
+        run_reference(runs, dataset, seeds, jobs, args.tune)
     meta = {
-        "protocol": str(cfg.protocol.name), "dataset": str(cfg.dataset.name),
+        "protocol": str(cfg.protocol.name), "dataset": dataset, "grid": args.tune,
         "metric": str(tune.metric), "seeds": seeds, "lr_scales": list(tune.lr_scales),
+        "ladders": ladders(tune),
         "budget": len(grid) // len({t.method for t in grid}), "runs": str(runs), "jobs": jobs,
         "val_classes": int(cfg.dataset.val_classes),
-        "reference": reference_scores(runs, str(cfg.dataset.name), seeds),
+        "reference": reference_scores(runs, dataset, seeds),
     }  # fmt: skip
     try:
-        chosen = write_outputs(tune, cells, grid, meta, not args.no_configs)
+        chosen = write_outputs(tune, cells, tried, meta, not args.no_configs)
     except TuningError as error:
         parser.exit(1, f"error: {error}\n")
     print(f"chosen trials: {chosen}; report in {tune.report_dir}/{runs.name}.md")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -180,3 +181,70 @@ def test_the_untrained_reference_is_reported_or_shown_missing(tmp_path: Path) ->
     assert "map@r 25.1" in text and "recall@1 50.1" in text
     directory = tm.reference_dir(tmp_path, "synthetic", 1)
     assert directory == tmp_path / "reference" / "untrained" / "synthetic" / "seed1"
+
+
+def curve_frame(tried: list[Trial], score) -> pd.DataFrame:
+    return pd.DataFrame([
+        {"method": t.method, "trial": t.index, "seed": 1, "status": "done",
+         "knobs": json.dumps(t.knobs), "lr_scale": t.lr_scale, "map@r": score(t)}
+        for t in tried
+    ])  # fmt: skip
+
+
+def test_an_edge_choice_is_extended_until_interior_or_the_ladder_ends() -> None:
+    """A score rising with the rate walks up the ladder to its hard bound; one peaking inside
+    the ladder stops there as interior; extension indices follow the grid's, one per (point,
+    scale), so a rerun finds the same trial folders."""
+    from benchmark.tune_methods import edge, edges, extend_edges
+
+    tune = grid_config()
+    below, above = [0.01, 0.003, 0.001], [1.0, 3.0]
+    assert list(tune.extend.below) == below and list(tune.extend.above) == above
+    for peak, walked, final in ((100.0, [1.0, 3.0], "bound"), (1.0, [1.0, 3.0], "interior"),
+                                (0.001, [0.01, 0.003, 0.001], "bound"),
+                                (0.003, [0.01, 0.003, 0.001], "interior"),
+                                (0.1, [], "interior")):  # fmt: skip
+        tried = trials(tune, ["triplet"])
+
+        def score(t: Trial, peak: float = peak) -> float:  # margin 0.1 wins at every scale
+            return -abs(math.log(t.lr_scale / peak)) - 0.01 * t.knobs["loss_options.margin"]
+
+        steps = []
+        while new := extend_edges(tried, curve_frame(tried, score), tune, {}):
+            assert len(new) == 1 and new[0].knobs == {"loss_options.margin": 0.1}
+            assert new[0].index >= 6 and new[0].index not in {t.index for t in tried}
+            steps.append(new[0].lr_scale)
+            tried += new
+        assert steps == walked, peak
+        chosen = choose(curve_frame(tried, score), "map@r")
+        assert edges(tried, chosen, tune) == {"triplet": final}
+        pick = next(t for t in tried if t.index == chosen["triplet"])
+        assert edge(tried, pick, tune)[1] is None
+    from benchmark.tune_methods import extension_trial
+
+    # 6 grid trials, then 5 ladder scales per knob point: (margin 0.1, 3.0) -> 6 + 5 + 4
+    assert extension_trial(tune, "triplet", {"loss_options.margin": 0.1}, 3.0).index == 15
+
+
+def test_a_ladder_that_does_not_move_outward_is_refused() -> None:
+    from benchmark.tune_methods import ladders
+
+    tune = grid_config()
+    tune.extend.above = [3.0, 1.0]
+    with pytest.raises(TuningError, match=r"tune\.extend"):
+        ladders(tune)
+    tune.extend.above = [1.0]
+    tune.extend.below = [0.05]
+    with pytest.raises(TuningError, match=r"tune\.extend"):
+        ladders(tune)
+
+
+def test_birds_grid_is_the_same_grid_on_the_coarse_to_fine_data() -> None:
+    birds, mark = grid_config(grid="methods_birds"), grid_config()
+    assert OmegaConf.to_container(birds.knobs) == OmegaConf.to_container(mark.knobs)
+    assert list(birds.lr_scales) == list(mark.lr_scales)
+    cfg = compose_config(["+tune=methods_birds"])
+    assert (cfg.protocol.name, cfg.dataset.name) == ("embedded_birds", "birds")
+    assert cfg.protocol.data.eval_split == "val"
+    trial = trials(birds, ["triplet"])[0]
+    assert "+tune=methods_birds" in trial.overrides("methods_birds")
