@@ -75,6 +75,14 @@ class ScheduleConfig:
 
 
 @dataclass
+class LocalisationConfig:
+    """How maps are scored against part ground truth (benchmark/localisation.py)."""
+
+    tolerance_px: float = 32.0  # a peak within this many view pixels of a part is on it
+    random_grid: int = 7  # the random reference map's grid, upsampled like the maps
+
+
+@dataclass
 class ProtocolConfig:
     name: str = "?"
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -94,6 +102,7 @@ class ProtocolConfig:
     device: str = "auto"
     deterministic: bool = True
     cpu_threads: int | None = None  # torch intra-op threads of a CPU run (None: torch's default)
+    localisation: LocalisationConfig = field(default_factory=LocalisationConfig)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from benchmark.checkpoint import load_weights
 from benchmark.distributed import gather_embeddings, shard_range
 from benchmark.health import MapHealth, care_maps_of, health_block
 from benchmark.ledger import record_test_evaluation
+from benchmark.localisation import Localisation, ground_truth_of, read_parts
 from benchmark.metrics import retrieval_metrics
 from benchmark.model_file import MODEL_FILE, write_model_file
 from benchmark.param_groups import parameter_groups
@@ -33,10 +34,28 @@ STALE = (
 )  # fmt: skip
 
 
+def localiser(run: Run) -> tuple[Localisation, dict] | None:
+    """Localisation against the evaluated images' part ground truth, for a method with maps or
+    a saliency map, on a dataset whose prepare stage wrote parts.csv; else None."""
+    if run.method.nuance_maps is None and run.method.saliency is None:
+        return None
+    table = read_parts(run.test_set.root)
+    if table is None:
+        return None
+    settings = run.protocol.localisation
+    return Localisation(settings.tolerance_px, settings.random_grid), table
+
+
 @torch.no_grad()
-def embed(run: Run, model: torch.nn.Module, health: MapHealth) -> tuple[torch.Tensor, torch.Tensor]:
+def embed(
+    run: Run,
+    model: torch.nn.Module,
+    health: MapHealth,
+    located: tuple[Localisation, dict] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, D) float32 embeddings and (N,) labels of the test split, in manifest order; the
-    CARE-map health of methods with maps accumulates into ``health`` (this rank's images).
+    CARE-map health of methods with maps accumulates into ``health`` and, when ``located`` is
+    given, the localisation of their maps (or saliency) into it (this rank's images).
 
     Under torchrun rank r embeds images r, r + N, r + 2N, ...; one all-gather assembles them.
     """
@@ -45,18 +64,27 @@ def embed(run: Run, model: torch.nn.Module, health: MapHealth) -> tuple[torch.Te
     total = len(run.test_set)
     shard = shard_range(total, run.world)
     dataset = Subset(run.test_set, shard) if run.world.distributed else run.test_set
+    positions = list(shard) if run.world.distributed else list(range(total))
     options = loader_options(protocol.data, run.cuda)
     options.pop("persistent_workers", None)
     loader = DataLoader(dataset, batch_size=protocol.eval_batch_size, shuffle=False, **options)
-    chunks, maps_of = [], care_maps_of(run.method)
+    chunks, maps_of, done = [], care_maps_of(run.method), 0
     for images, _ in loader:
         with autocast(run.device, protocol.precision):
             batch = to_device_images(images, run.device, protocol.channels_last)
             chunks.append(model(batch).embedding.float().cpu())
+        maps = None
         if maps_of is not None:  # CARE-map health on the test images, full precision
-            health.add(maps_of(batch))
+            maps = maps_of(batch)
+            health.add(maps)
             health.add_activity(batch)
             health.add_equivariance(batch, maps_of)
+        elif located is not None and run.method.saliency is not None:
+            maps = run.method.saliency(batch)
+        if located is not None and maps is not None:
+            where = positions[done : done + len(images)]
+            located[0].add(maps, ground_truth_of(run.test_set, located[1], where))
+        done += len(images)
     return gather_embeddings(torch.cat(chunks), total, run.world), run.test_set.labels
 
 
@@ -114,7 +142,8 @@ def evaluate_run(run: Run, wall_start: float) -> dict[str, Any] | None:
     state = load_weights(run)
     eval_start = time.perf_counter()
     maps = MapHealth(probes=run.method.map_probes)
-    embeddings, labels = embed(run, run.method.model, maps)
+    located = localiser(run)
+    embeddings, labels = embed(run, run.method.model, maps, located)
     if not run.world.main:
         return None
     metrics, per_query = retrieval_metrics(embeddings, labels, return_per_query=True)
@@ -133,6 +162,8 @@ def evaluate_run(run: Run, wall_start: float) -> dict[str, Any] | None:
     results = assemble(run, metrics, spent, groups, state.get("training"))
     map_health = maps.summary() if maps.maps_seen else None
     results["health"] = health_block(metrics, labels.numpy(), embeddings, map_health)
+    if located is not None:  # None too when no image had a visible nuance part
+        results["health"]["localisation"] = located[0].summary()
     if run.method.descriptor_parts:
         results["descriptor_parts"] = part_metrics(run.method.descriptor_parts, embeddings, labels)
     write_results(run, results)

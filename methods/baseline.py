@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional
 
 from methods.registry import Method, ModelOutput, register_method
 
@@ -29,6 +30,24 @@ class GlobalPoolingClassifier(nn.Module):
         features = self.backbone(images)  # (B, C, h, w)
         pooled = features.mean((2, 3)) if self.pooling == "avg" else features.amax((2, 3))  # (B, C)
         return ModelOutput(embedding=pooled, logits=self.classifier(pooled))
+
+    @torch.no_grad()
+    def class_activation_map(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W): CAM (Zhou et al. 2016) of each image's top-scoring class, ReLU'd and
+        upsampled bilinearly to the image size; eval forward, the mode restored afterwards."""
+        was_training = self.training
+        self.eval()
+        try:
+            features = self.backbone(images).float()  # (B, C, h, w)
+            pooled = features.mean((2, 3)) if self.pooling == "avg" else features.amax((2, 3))
+            top = self.classifier(pooled).argmax(dim=1)  # (B,)
+            weights = self.classifier.weight[top].float()  # (B, C)
+            cam = torch.einsum("bc,bchw->bhw", weights, features).clamp_min(0).unsqueeze(1)
+        finally:
+            self.train(was_training)
+        return functional.interpolate(
+            cam, size=images.shape[-2:], mode="bilinear", align_corners=False
+        )
 
 
 class CrossEntropyCriterion(nn.Module):
@@ -56,6 +75,7 @@ def build_baseline(
         model=model,
         criterion=CrossEntropyCriterion(label_smoothing=label_smoothing),
         new_layers=("classifier",),
+        saliency=model.class_activation_map,
         declared={
             "loss": f"cross-entropy (label smoothing {label_smoothing:g})",
             "pooling": pooling,

@@ -96,6 +96,10 @@ class Method:
     nuance_maps: for methods with CARE maps, ``images (B, 3, H, W) -> (M, E)``, each
         (B, l, H, W) in [0, 1] at image size, without gradients (CNENet Figure 3); else None.
     map_probes: how those maps are measured (:class:`MapProbes`); None without maps.
+    saliency: for a method without nuance maps, ``images (B, 3, H, W) -> (B, 1, H, W)`` >= 0 at
+        image size, without gradients: where its descriptor looks (the baseline: the class
+        activation map of its top-scoring class, Zhou et al. 2016), measured against part
+        ground truth as the reference for the nuance maps; else None.
     descriptor_parts: named column ranges ``{name: (start, stop)}`` of the embedding whose
         retrieval is worth scoring on its own (CNENet: the nuance part [u_1..u_l] and the
         pooled backbone feature GAP(F)); evaluation reports R@1 and MAP@R of each.
@@ -117,6 +121,7 @@ class Method:
     siamese: bool = False
     nuance_maps: NuanceMaps | None = None
     map_probes: MapProbes | None = None
+    saliency: Callable[[torch.Tensor], torch.Tensor] | None = None
     descriptor_parts: dict[str, tuple[int, int]] = field(default_factory=dict)
     stat_names: tuple[str, ...] = ()
     training_stats: Stats | None = None
@@ -150,6 +155,7 @@ class Method:
         return {
             "siamese": self.siamese,
             "nuance_maps": self.nuance_maps is not None,
+            "saliency": self.saliency is not None,
             "stats": list(self.stat_names),
         }
 

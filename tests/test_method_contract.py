@@ -82,9 +82,13 @@ def test_a_method_that_forgets_a_new_layer_fails_the_check() -> None:
 def test_capabilities_are_plain_data_consistent_with_the_model(method: str) -> None:
     built_method, _ = built(method)
     capabilities = built_method.capabilities()
-    assert set(capabilities) == {"siamese", "nuance_maps", "stats"}
+    assert set(capabilities) == {"siamese", "nuance_maps", "saliency", "stats"}
     assert capabilities["nuance_maps"] == method.startswith(("cnenet", "bl_nmm"))
     images = torch.rand(4, 3, 32, 32)
+    if built_method.saliency is not None:  # one non-negative map per image at image size
+        saliency = built_method.saliency(images)
+        assert saliency.shape == (4, 1, 32, 32) and bool((saliency >= 0).all())
+        assert not saliency.requires_grad
     if built_method.nuance_maps is not None:
         maps, refined = built_method.nuance_maps(images)
         assert maps.shape[-2:] == images.shape[-2:] and maps.shape == refined.shape

@@ -29,7 +29,7 @@ from benchmark.report.figures import FigureItem
 from benchmark.report.gallery import all_figures
 from benchmark.report.grid import Grid
 from benchmark.report.html import to_html_page
-from benchmark.report.maps import map_health_tables
+from benchmark.report.maps import localisation_tables, map_health_tables
 from benchmark.report.paired import consistency_issues
 from benchmark.report.parts import descriptor_part_tables
 from benchmark.report.reference import load_reference
@@ -209,6 +209,7 @@ def number_blocks(
         *(TableBlock(t) for t in sections.secondary_tables(grid)),
         *(TableBlock(t) for t in descriptor_part_tables(grid)),
         *(TableBlock(t) for t in map_health_tables(grid)),
+        *(TableBlock(t) for t in localisation_tables(grid)),
         Heading("Cost"),
         *(TableBlock(t) for t in sections.cost_tables(grid)),
     ]

@@ -34,6 +34,14 @@ TOP_LEVEL = {
 }  # fmt: skip
 
 
+LOCALISATION_MEASURES = {  # column -> (health.localisation key, sub-key of a reference)
+    "loc_pointing": ("pointing", None), "loc_best_pointing": ("best_pointing", None),
+    "loc_nuance_mass": ("nuance_mass", None), "loc_parts_found": ("nuance_parts_found", None),
+    "loc_uniform_pointing": ("uniform", "pointing"), "loc_uniform_mass": ("uniform", "nuance_mass"),
+    "loc_random_pointing": ("random", "pointing"), "loc_random_mass": ("random", "nuance_mass"),
+}  # fmt: skip
+LOCALISATION_COLUMNS = tuple(LOCALISATION_MEASURES)
+
 COLUMNS = (
     "method", "dataset", "seed", "builder", "suite", *METRICS, *COST, "run_dir", "results_path",
     "command", "git_commit", "git_dirty", "manifest_sha256", "device", "cpu_isa", "started",
@@ -41,7 +49,7 @@ COLUMNS = (
     "declared", "capabilities", "descriptor_parts", "param_groups", "config", "degenerate",
     "degenerate_reasons",
     "chance_recall@1", "dead_map_fraction", "map_inactive", "map_overlap", "map_largest_overlap",
-    "map_distinct", "map_equivariance",
+    "map_distinct", "map_equivariance", *LOCALISATION_COLUMNS,
 )  # fmt: skip
 
 
@@ -164,7 +172,8 @@ def health_columns(health: Any, path: Path) -> dict[str, Any]:
     """The run's health (results written before it have none: not degenerate, no map health)."""
     if health is None:
         return {"degenerate": False, "degenerate_reasons": [], "chance_recall@1": math.nan,
-                "dead_map_fraction": math.nan, **map_columns({})}  # fmt: skip
+                "dead_map_fraction": math.nan, **map_columns({}),
+                **localisation_columns(None)}  # fmt: skip
     if not isinstance(health, dict) or not isinstance(health.get("degenerate"), bool):
         raise ResultsError(f"{path}: 'health' must hold a boolean 'degenerate'")
     maps = health.get("maps") or {}
@@ -175,6 +184,7 @@ def health_columns(health: Any, path: Path) -> dict[str, Any]:
         "chance_recall@1": float(health.get("chance_recall@1", math.nan)),
         "dead_map_fraction": math.nan if dead is None else 100.0 * float(dead),
         **map_columns(maps),
+        **localisation_columns(health.get("localisation")),
     }
 
 
@@ -183,6 +193,17 @@ MAP_MEASURES = {  # results.json health.maps key -> column (percent where a shar
     "largest_overlap": "map_largest_overlap", "distinct_maps": "map_distinct",
     "equivariance_error": "map_equivariance",
 }  # fmt: skip
+
+
+def localisation_columns(block: Any) -> dict[str, float]:
+    """results.json health.localisation (maps or saliency against part ground truth) as
+    columns; NaN where a run has none (no maps, no ground truth, or before it existed)."""
+    block = block if isinstance(block, dict) else {}
+    columns = {}
+    for column, (key, sub) in LOCALISATION_MEASURES.items():
+        value = block.get(key) if sub is None else (block.get(key) or {}).get(sub)
+        columns[column] = math.nan if value is None else float(value)
+    return columns
 
 
 def map_columns(maps: dict[str, Any]) -> dict[str, float]:

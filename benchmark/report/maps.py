@@ -4,7 +4,7 @@ fraction under min-max normalisation, which is 0 by construction."""
 
 from __future__ import annotations
 
-from benchmark.report.grid import DASH, Grid, mean_std
+from benchmark.report.grid import DASH, Grid, mean_std, number
 from benchmark.report.tables import Column, Table
 
 COLUMNS = (  # (collected column, header, digits)
@@ -46,3 +46,63 @@ def map_health_tables(grid: Grid) -> list[Table]:
         )
         tables.append(table)
     return tables
+
+
+LOCALISATION = (  # (collected column, header)
+    ("loc_pointing", "Pointing (mean map)"),
+    ("loc_best_pointing", "Pointing (best map)"),
+    ("loc_nuance_mass", "Nuance mass"),
+    ("loc_parts_found", "Nuance parts found"),
+)
+REFERENCES = (  # (name, pointing column, mass column)
+    ("uniform map", "loc_uniform_pointing", "loc_uniform_mass"),
+    ("random map", "loc_random_pointing", "loc_random_mass"),
+)
+
+
+def localisation_tables(grid: Grid) -> list[Table]:
+    """Maps (or a baseline's CAM) against the generator's part ground truth, with the uniform
+    and random references measured on the same images."""
+    tables = []
+    for dataset in grid.datasets:
+        methods = [m for m in grid.methods if grid.summary(m, dataset, "loc_pointing").n]
+        if not methods:
+            continue
+        columns = [Column("Maps of"), Column("n", "r")]
+        columns += [Column(header, "r") for _, header in LOCALISATION]
+        table = Table(
+            f"localisation-{dataset}",
+            f"Do the maps find the nuance parts? Test images of {dataset}, part ground truth",
+            columns,
+        )
+        for method in methods:
+            runs = grid.runs(method, dataset)
+            with_maps = any(_has(c, "nuance_maps") for c in runs["capabilities"])
+            kind = "nuance maps" if with_maps else "CAM"
+            cells = [mean_std(grid.summary(method, dataset, c), 2) for c, _ in LOCALISATION]
+            table.add(f"`{method}` ({kind})", str(len(runs)), *cells)
+        scored = grid.results[grid.results["dataset"] == dataset]
+        for name, pointing, mass in REFERENCES:
+            values = scored[[pointing, mass]].dropna()
+            table.add(
+                f"{name} (reference)", str(len(values)),
+                number(values[pointing].mean(), 2), DASH, number(values[mass].mean(), 2), DASH,
+            )  # fmt: skip
+        table.notes.append(
+            "Mean ± std over seeds, on the test images with at least one visible nuance part "
+            "(benchmark/localisation.py). Pointing: share of images whose map peak lies within "
+            "the tolerance (protocol.localisation.tolerance_px, one feature cell) of a visible "
+            "part that carries the image's class nuances (the pointing game), per map, then "
+            "the mean over the maps and the best map. Nuance mass: share of a map's mass within "
+            "the tolerance of a nuance part. Nuance parts found: different nuance parts hit by "
+            "the maps' peaks, per image (one map finds at most 1). CAM: the class activation "
+            "map of the baseline's top-scoring class. References: a uniform map (its expected "
+            "pointing is the hit region's area share) and random maps on the feature grid, on "
+            "the same images."
+        )
+        tables.append(table)
+    return tables
+
+
+def _has(capabilities: object, key: str) -> bool:
+    return isinstance(capabilities, dict) and bool(capabilities.get(key))

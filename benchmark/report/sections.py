@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from benchmark.report import parts, runfiles
-from benchmark.report.collect import RECALL_KS
+from benchmark.report.collect import LOCALISATION_COLUMNS, MAP_MEASURES, RECALL_KS
 from benchmark.report.fairness import protocol_differences, protocol_outliers
 from benchmark.report.grid import (
     DASH,
@@ -307,6 +307,9 @@ def cost_tables(grid: Grid) -> list[Table]:
 # ----- tidy CSV ------------------------------------------------------------------------------
 
 
+HEALTH_CSV_COLUMNS = ("dead_map_fraction", *MAP_MEASURES.values(), *LOCALISATION_COLUMNS)
+
+
 def tidy_frame(grid: Grid) -> pd.DataFrame:
     """One row per method x dataset x metric: mean, std, n, ci95 (half-width), paper."""
     rows = []
@@ -316,11 +319,11 @@ def tidy_frame(grid: Grid) -> pd.DataFrame:
             if not len(grid.runs(method, dataset)) and seeds is None:
                 continue
             paper = grid.reference.comparison(method, dataset)
-            extra = (
-                ["dead_map_fraction"]
-                if grid.summary(method, dataset, "dead_map_fraction").n
-                else []
-            )
+            extra = [  # map health and localisation, where the method's runs have them
+                column
+                for column in HEALTH_CSV_COLUMNS
+                if column in grid.results.columns and grid.summary(method, dataset, column).n
+            ]
             summaries = [(m, grid.summary(method, dataset, m)) for m in [*METRIC_NAMES, *extra]]
             for metric, s in [*summaries, *parts.part_rows(grid, method, dataset)]:
                 published = (
