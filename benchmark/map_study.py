@@ -27,6 +27,10 @@ from benchmark.subprocesses import in_parallel, run_logged, shared_threads_env
 ROOT = Path(__file__).resolve().parent.parent
 ALIVE_DEAD_FRACTION = 0.1
 ALIVE_OVERLAP = 0.5
+LOCALISATION = ("pointing", "best_pointing", "nuance_mass", "nuance_parts_found")  # its keys
+LOCALISATION_COLUMNS = (
+    *(f"loc_{k}" for k in LOCALISATION), "loc_uniform_pointing", "loc_peak_parts",
+)  # fmt: skip
 
 
 def load_study(path: Path) -> dict:
@@ -41,14 +45,24 @@ def cell_dir(study: dict, runs: Path, variant: str, seed: int) -> Path:
     return runs / study["name"] / variant / f"seed{seed}"
 
 
+def variant_method(study: dict, variant: str) -> tuple[str, list[str]]:
+    """(method, overrides) of a variant: a list of overrides of the study's method, or
+    ``{method: <name>, overrides: [...]}`` for a reference row of another method."""
+    spec = study["variants"][variant]
+    if isinstance(spec, dict):
+        return str(spec["method"]), list(spec.get("overrides") or [])
+    return str(study["method"]), list(spec)
+
+
 def cell_command(
     study: dict, runs: Path, variant: str, seed: int, weights: str | None
 ) -> list[str]:
+    method, overrides = variant_method(study, variant)
     command = [
-        sys.executable, "benchmark/run.py", f"method={study['method']}",
+        sys.executable, "benchmark/run.py", f"method={method}",
         f"dataset={study['dataset']}", f"protocol={study['protocol']}", f"seed={seed}",
         f"suite_name=study-{study['name']}", f"run_dir={cell_dir(study, runs, variant, seed)}",
-        "progress=false", *study["overrides"], *study["variants"][variant],
+        "progress=false", *study["overrides"], *overrides,
     ]  # fmt: skip
     if weights:
         command.append(f"protocol.backbone.weights_file={weights}")
@@ -77,7 +91,10 @@ def run_cells(study: dict, runs: Path, weights: str | None, jobs: int = 1) -> No
 
 def collect(study: dict, runs: Path) -> pd.DataFrame:
     rows = []
-    for variant, changes in study["variants"].items():
+    for variant in study["variants"]:
+        method, changes = variant_method(study, variant)
+        if method != study["method"]:
+            changes = [f"method={method}", *changes]
         for seed in study["seeds"]:
             directory = cell_dir(study, runs, variant, seed)
             path = directory / "results.json"
@@ -85,7 +102,8 @@ def collect(study: dict, runs: Path) -> pd.DataFrame:
                 continue
             results = json.loads(path.read_text())
             history = pd.read_csv(directory / "history.csv")
-            maps = results["health"]["maps"] or {}
+            maps = results["health"].get("maps") or {}
+            located = results["health"].get("localisation") or {}
             last = history.iloc[-1]
             rows.append({
                 "variant": variant, "changes": " ".join(changes) or "(none)", "seed": seed,
@@ -95,6 +113,9 @@ def collect(study: dict, runs: Path) -> pd.DataFrame:
                 "map_overlap": maps.get("map_overlap"),
                 "equivariance_error": maps.get("equivariance_error"),
                 "train_sd_last": last.get("sd"), "train_sa_last": last.get("sa"),
+                **{f"loc_{key}": located.get(key) for key in LOCALISATION},
+                "loc_uniform_pointing": (located.get("uniform") or {}).get("pointing"),
+                "loc_peak_parts": " ".join(m["peak_part"] for m in located.get("per_map", [])),
                 "epoch_maps_died": first_dead_epoch(history),
                 "train_seconds": results["cost"]["train_seconds"],
                 "code": results["provenance"]["git_commit"][:10]
@@ -121,8 +142,11 @@ def alive(row: pd.Series) -> bool:
 
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
-    numeric = frame.drop(columns=["seed", "changes", "code"]).groupby("variant", sort=False).mean()
+    text = ["seed", "changes", "code", "loc_peak_parts"]
+    numeric = frame.drop(columns=text, errors="ignore").groupby("variant", sort=False).mean()
     numeric.insert(0, "changes", frame.groupby("variant", sort=False)["changes"].first())
+    if "loc_peak_parts" in frame:  # where each map peaks most often (seed 1)
+        numeric["loc_peak_parts"] = frame.groupby("variant", sort=False)["loc_peak_parts"].first()
     numeric.insert(1, "seeds", frame.groupby("variant", sort=False)["seed"].count())
     numeric["alive"] = numeric.apply(alive, axis=1)
     return numeric
@@ -178,8 +202,11 @@ def write_report(
     columns = ["changes", "seeds", "recall@1", "map@r", "dead_map_fraction", "mean_activation",
                "map_overlap", "equivariance_error", "train_sd_last", "train_sa_last",
                "epoch_maps_died", "alive"]  # fmt: skip
+    located = [c for c in LOCALISATION_COLUMNS if c in summary and summary[c].notna().any()]
+    columns += located
+    question = study.get("question", "which change keeps the CARE maps alive?")
     lines = [
-        f"# CNENet map study ({study['name']}): which change keeps the CARE maps alive?",
+        f"# CNENet map study ({study['name']}): {question}",
         "",
         f"Base method `{study['method']}`, dataset `{study['dataset']}`, protocol "
         f"`{study['protocol']}` with {' '.join(study['overrides'])} (validation classes only; "
@@ -190,6 +217,20 @@ def write_report(
         "between the warped maps of I and the maps of T(I) for a fixed random flip/scale/rotation "
         "T; `epoch_maps_died` = first epoch after which every map of the probe batch was zero.",
         "",
+        *(
+            [
+                "Localisation (`loc_*`, benchmark/localisation.py, on the validation images against "
+                "the generator's part ground truth): `pointing` = share of images whose map peak "
+                "lies within one feature cell of a visible part carrying the class's nuances, mean "
+                "over the maps (`best_pointing`: the best map); `nuance_mass` = share of the maps' "
+                "mass there; `nuance_parts_found` = different nuance parts hit per image; "
+                "`uniform_pointing` = a uniform map's expected pointing; `peak_parts` = where each "
+                "map peaks most often (seed 1). A row of another method (its CAM) is a reference.",
+                "",
+            ]
+            if located
+            else []
+        ),
         f"Rule: among variants whose maps stay alive (dead_map_fraction <= {ALIVE_DEAD_FRACTION},"
         f" map_overlap < {ALIVE_OVERLAP}), the best validation Recall@1. Chosen: "
         f"**{chosen or 'none: no variant keeps its maps alive'}**.",

@@ -130,8 +130,11 @@ class Settings:
     noise: float = 4.0
     supersample: int = 3
     train_fraction: float = 0.5
+    planted: tuple[str, ...] = ()  # benchmark: classes differ only in these parts' colours;
+    # every other patch colour is drawn per image (the planted-signal check of the maps)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "planted", tuple(str(p) for p in self.planted))
         checks = {
             "mode in (benchmark, source)": self.mode in ("benchmark", "source"),
             "num_classes >= 2": self.num_classes >= 2,
@@ -162,6 +165,10 @@ class Settings:
             "noise >= 0": self.noise >= 0,
             "supersample >= 1": self.supersample >= 1,
             "0 <= train_fraction <= 1": 0 <= self.train_fraction <= 1,
+            f"planted parts among {PARTS}, distinct": set(self.planted) <= set(PARTS)
+            and len(set(self.planted)) == len(self.planted),
+            "planted: at most colours ** parts classes": not self.planted
+            or self.num_classes <= self.colours ** len(self.planted),
         }
         failed = [rule for rule, ok in checks.items() if not ok]
         if failed:
@@ -199,6 +206,8 @@ def class_specs(settings: Settings, tries: int = 2000) -> list[ClassSpec]:
     if settings.mode == "source":
         return _source_classes(settings)
     rng = np.random.default_rng([settings.seed, CLASS_STREAM])
+    if settings.planted:
+        return _planted_classes(settings, rng)
     bases = _genus_bases(settings, rng, tries)
     taken: set[tuple[int, ...]] = set()
     specs = []
@@ -225,6 +234,24 @@ def class_specs(settings: Settings, tries: int = 2000) -> list[ClassSpec]:
             ClassSpec(
                 f"Species_{c + 1:03d}", f"Genus_{genus + 1:02d}", 0, None, arrangement, changed
             )
+        )
+    return specs
+
+
+def _planted_classes(settings: Settings, rng: np.random.Generator) -> list[ClassSpec]:
+    """Classes that differ only in the colours of the planted parts (distinct combinations,
+    drawn without replacement); -1 marks a part whose colour is drawn per image."""
+    planted = [PARTS.index(p) for p in settings.planted]
+    combos = list(itertools.product(range(settings.colours), repeat=len(planted)))
+    picked = rng.permutation(len(combos))[: settings.num_classes]
+    specs = []
+    for c, index in enumerate(picked):
+        colours = [-1] * len(PARTS)
+        for part, colour in zip(planted, combos[index], strict=True):
+            colours[part] = colour
+        nuances = tuple(sorted(planted))
+        specs.append(
+            ClassSpec(f"Species_{c + 1:03d}", "Genus_01", 0, None, tuple(colours), nuances)
         )
     return specs
 
@@ -382,6 +409,9 @@ def render_image(
         (shape["head"], body), (shape["beak"], draws["legs"]), (shape["eye"], EYE_COLOUR),
     ]  # fmt: skip
     colours = spec.colours if spec.colours is not None else tuple(draws["random_colours"])
+    colours = tuple(
+        int(r) if c < 0 else c for c, r in zip(colours, draws["random_colours"], strict=True)
+    )
     if spec.accent is not None:  # the accent on some parts, other colours elsewhere
         others = [int(c) + (c >= spec.accent) for c in draws["other_colours"]]
         colours = tuple(
