@@ -219,12 +219,13 @@ def write_report(
         "",
         *(
             [
-                "Localisation (`loc_*`, benchmark/localisation.py, on the validation images against "
-                "the generator's part ground truth): `pointing` = share of images whose map peak "
-                "lies within one feature cell of a visible part carrying the class's nuances, mean "
-                "over the maps (`best_pointing`: the best map); `nuance_mass` = share of the maps' "
-                "mass there; `nuance_parts_found` = different nuance parts hit per image; "
-                "`uniform_pointing` = a uniform map's expected pointing; `peak_parts` = where each "
+                "Localisation (`loc_*`, benchmark/localisation.py, on the validation images "
+                "against the generator's part ground truth): `pointing` = share of images whose "
+                "map peak lies within one feature cell of a visible part carrying the class's "
+                "nuances, mean over the maps (`best_pointing`: the best map); `nuance_mass` = "
+                "share of the maps' mass there; `nuance_parts_found` = different nuance parts hit"
+                " per image; `uniform_pointing` = a uniform map's expected pointing; `peak_parts`"
+                " = where each "
                 "map peaks most often (seed 1). A row of another method (its CAM) is a reference.",
                 "",
             ]
