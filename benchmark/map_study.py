@@ -167,7 +167,7 @@ def write_curves(study: dict, runs: Path, out: Path) -> Path | None:
             frames.append(pd.read_csv(path).assign(variant=variant))
     if not frames:
         return None
-    history = pd.concat(frames)
+    history = pd.concat(frames, ignore_index=True)
     panels = [("probe_dead_map_fraction", "dead-map fraction (probe batch)"),
               ("probe_map_overlap", "map overlap L_SD (probe batch)"),
               ("probe_equivariance_error", "equivariance error L_SA (probe batch)")]  # fmt: skip
