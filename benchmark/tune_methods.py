@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TUNED_DIR = CONFIG_DIR / "tuned"
 REFERENCE = "untrained"  # run beside the trials on the same validation classes, for scale
 MAP_COLUMNS = ("dead_map_fraction", "map_overlap")  # results.json health.maps, CARE-map methods
+EXTENSION_STRIDE = 100  # extension trial indices: grid + knob point x stride + ladder position
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,10 @@ def extension_trial(tune: Any, method: str, point: dict, scale: float) -> Trial:
     after the grid's and depends only on (point, scale), so a rerun finds the same folder."""
     points = list(OmegaConf.to_container(tune.knobs)[method])
     below, above = ladders(tune)
-    ladder = below + above
-    index = len(points) * len(tune.lr_scales) + points.index(point) * len(ladder)
+    ladder = below + above  # a value appended to a ladder keeps every earlier trial's index
+    if len(ladder) > EXTENSION_STRIDE:
+        raise TuningError(f"tune.extend: more than {EXTENSION_STRIDE} scales in its ladders")
+    index = len(points) * len(tune.lr_scales) + points.index(point) * EXTENSION_STRIDE
     fixed = OmegaConf.to_container(tune.fixed).get(method, {})
     return Trial(method, index + ladder.index(scale), scale, dict(point), fixed)
 

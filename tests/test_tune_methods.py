@@ -129,28 +129,44 @@ def flat(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-def test_tuned_files_name_their_report_and_match_the_grid() -> None:
-    """Every committed configs/tuned/embedded_<method>.yaml is one of its method's trials and
-    points to a committed tuning report that lists it as chosen."""
-    grid = trials(grid_config())
-    files = sorted((REPO / "configs/tuned").glob("embedded_*.yaml"))
+@pytest.mark.parametrize(("grid", "protocol"), [("methods", "embedded"),
+                                               ("methods_birds", "embedded_birds")])  # fmt: skip
+def test_tuned_files_name_their_report_and_match_the_grid(grid: str, protocol: str) -> None:
+    """Every committed configs/tuned/<protocol>_<method>.yaml is one of its method's trials (of
+    the grid or of its edge extension) and points to a committed tuning report that lists it."""
+    from benchmark.tune_methods import extension_trial, ladders
+
+    tune = grid_config(grid=grid)
+    trials_of = trials(tune)
+    below, above = ladders(tune)
+    files = sorted((REPO / "configs/tuned").glob(f"{protocol}_*.yaml"))
+    files = [f for f in files if f.stem.removeprefix(f"{protocol}_") in method_names()]
     for path in files:
-        method = path.stem.removeprefix("embedded_")
+        method = path.stem.removeprefix(f"{protocol}_")
         parsed = yaml.safe_load(path.read_text())
-        ours = [t for t in grid if t.method == method]
+        ours = [t for t in trials_of if t.method == method]
         if not ours:  # an ablation row inheriting its parent's values
             continue
+        points = [t.knobs for t in ours]
+        ours += [extension_trial(tune, method, point, scale)
+                 for point in points for scale in [*below, *above]]  # fmt: skip
         match = [t for t in ours if t.lr_scale == parsed["tuned"]["lr_scale"]
                  and {**t.fixed, **t.knobs} == flat(parsed["method"])]  # fmt: skip
-        assert len(match) == 1, path
+        assert len({(t.index, t.lr_scale) for t in match}) == 1, path
         report = REPO / parsed["tuned"]["report"]
         assert report.is_file(), report
-        cfg = compose_config([f"method={method}"])
+        assert f"| {method} | {match[0].index} |" in report.read_text(), (path, report)
+        cfg = compose_config([f"method={method}", f"protocol={protocol}"])
         resolved = OmegaConf.to_container(cfg.tuned, resolve=True)
         assert resolved["lr_scale"] == parsed["tuned"]["lr_scale"]
         assert json.dumps(resolved["knobs"], sort_keys=True) == json.dumps(
             match[0].knobs, sort_keys=True
         )
+
+
+def method_names() -> set[str]:
+    """Method names with a configs/method/ file (``embedded_birds_x`` is no ``embedded`` file)."""
+    return {p.stem for p in (REPO / "configs" / "method").glob("*.yaml")}
 
 
 def test_ablation_rows_inherit_cnenet_values_but_keep_their_ablation(tmp_path, monkeypatch) -> None:
@@ -198,9 +214,10 @@ def test_an_edge_choice_is_extended_until_interior_or_the_ladder_ends() -> None:
     from benchmark.tune_methods import edge, edges, extend_edges
 
     tune = grid_config()
-    below, above = [0.01, 0.003, 0.001], [1.0, 3.0]
+    below, above = [0.01, 0.003, 0.001], [1.0, 3.0, 10.0, 30.0]
     assert list(tune.extend.below) == below and list(tune.extend.above) == above
-    for peak, walked, final in ((100.0, [1.0, 3.0], "bound"), (1.0, [1.0, 3.0], "interior"),
+    for peak, walked, final in ((100.0, [1.0, 3.0, 10.0, 30.0], "bound"),
+                                (1.0, [1.0, 3.0], "interior"),
                                 (0.001, [0.01, 0.003, 0.001], "bound"),
                                 (0.003, [0.01, 0.003, 0.001], "interior"),
                                 (0.1, [], "interior")):  # fmt: skip
@@ -222,8 +239,8 @@ def test_an_edge_choice_is_extended_until_interior_or_the_ladder_ends() -> None:
         assert edge(tried, pick, tune)[1] is None
     from benchmark.tune_methods import extension_trial
 
-    # 6 grid trials, then 5 ladder scales per knob point: (margin 0.1, 3.0) -> 6 + 5 + 4
-    assert extension_trial(tune, "triplet", {"loss_options.margin": 0.1}, 3.0).index == 15
+    # 6 grid trials, then 100 indices per knob point: (margin 0.1, 3.0) -> 6 + 100 + 4
+    assert extension_trial(tune, "triplet", {"loss_options.margin": 0.1}, 3.0).index == 110
 
 
 def test_a_ladder_that_does_not_move_outward_is_refused() -> None:
