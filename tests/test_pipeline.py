@@ -70,12 +70,14 @@ def test_dvc_pipeline_in_a_clone(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("suite", "cells", "datasets"), [("paper", 126, ["cub", "cars", "aircraft"]),
                                      ("ablation_cub", 30, ["cub"]),
-                                     ("birds", 42, ["birds_source", "birds"])],
+                                     ("default", 42, ["birds_source", "birds"]),
+                                     ("mark", 42, ["synthetic_source", "synthetic"])],
 )  # fmt: skip
 def test_real_data_suites_expand_to_their_grids(tmp_path: Path, suite: str, cells: int,
                                                 datasets: list[str]) -> None:  # fmt: skip
     """The one switch (`-S suite=<name>`) gives every method x dataset x seed as DVC stages
-    (birds: the coarse-to-fine data, with its own source set and pretrain stage)."""
+    (default: the coarse-to-fine data, with its own source set and pretrain stage; mark: the
+    first default's mark data)."""
     from omegaconf import OmegaConf
 
     from benchmark.config import compose_config
