@@ -269,3 +269,25 @@ def test_docs_claims_about_the_chosen_calibration_trial_hold_in_its_table() -> N
     for split in (range(train - birds["val_classes"], train), range(train, train * 2)):
         genus = [c % genera for c in split]  # every class has a sibling of its genus in its split
         assert min(genus.count(g) for g in genus) >= 2, (genera, split)
+
+
+def test_docs_figures_of_the_tuning_on_birds_hold_in_its_table() -> None:
+    """docs/embedded.md's figures on the tuned default, from the committed tuning table."""
+    repo = Path(__file__).resolve().parent.parent
+    table = pd.read_csv(repo / "reports" / "tuning" / "tune-methods-embedded_birds-birds.csv")
+    baseline = table[
+        (table["method"] == "baseline") & (table["knobs"] == '{"label_smoothing": 0.0}')
+    ]
+    at = {
+        float(k): float(v) for k, v in zip(baseline["lr_scale"], baseline["recall@1"], strict=True)
+    }
+    report = (repo / "reports" / "tuning" / "tune-methods-embedded_birds-birds.md").read_text()
+    untrained = float(report.split("recall@1 ")[1].split(":")[0])
+    text = " ".join((repo / "docs" / "embedded.md").read_text().split())
+    claim = (f"the baseline {at[3.0]:.1f} R@1 at lr_scale 3 against {at[0.1]:.1f} at 0.1, the "
+             f"untrained backbone {untrained:.1f}")  # fmt: skip
+    assert claim in text, claim
+    tuned = yaml.safe_load(
+        (repo / "configs" / "tuned" / "embedded_birds_baseline.yaml").read_text()
+    )
+    assert tuned["tuned"]["lr_scale"] == 3.0 and at[3.0] > 75  # "above the 40-75 R@1 range"

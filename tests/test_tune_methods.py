@@ -265,3 +265,19 @@ def test_birds_grid_is_the_same_grid_on_the_coarse_to_fine_data() -> None:
     assert cfg.protocol.data.eval_split == "val"
     trial = trials(birds, ["triplet"])[0]
     assert "+tune=methods_birds" in trial.overrides("methods_birds")
+
+
+def test_docs_range_of_the_default_grid_choices_holds_in_the_tuned_files() -> None:
+    """docs/protocol.md: on the default's data every choice ended interior, at lr_scale a to b."""
+    tune = grid_config(grid="methods_birds")
+    scales = [
+        yaml.safe_load((REPO / "configs/tuned" / f"embedded_birds_{m}.yaml").read_text())["tuned"][
+            "lr_scale"
+        ]
+        for m in OmegaConf.to_container(tune.knobs)
+    ]
+    text = " ".join((REPO / "docs/protocol.md").read_text().split())
+    assert f"ended interior, at lr_scale {min(scales):g} to {max(scales):g}" in text
+    report = (REPO / "reports/tuning/tune-methods-embedded_birds-birds.md").read_text()
+    chosen = report.split("**Chosen**")[1]
+    assert chosen.count("; interior (") == len(scales) and "hard bound" not in chosen
