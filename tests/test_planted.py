@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from torch.nn import functional
 
 from benchmark.config import compose_config
@@ -108,3 +109,37 @@ def test_docs_figures_of_the_planted_study_hold_in_its_files() -> None:
     peaks = table[(table["variant"] == "default") & (table["seed"] == 1)]["loc_peak_parts"]
     assert peaks.iloc[0].split().count("background") == 3  # "in seed 1 three of ... four maps"
     assert "in seed 1 three of the default's four maps peak most often off the bird" in text
+
+
+@pytest.mark.slow
+def test_the_paper_scale_planted_study_runs_tiny_on_cpu(tmp_path: Path) -> None:
+    """configs/study/cnenet_planted_paper.yaml (the GPU script) end to end on CPU: its variants
+    and the baseline's CAM at the paper's 256 -> 224 geometry, shrunk to a small backbone, a few
+    images and one epoch; the report has the localisation columns for every variant."""
+    import yaml
+
+    from benchmark import map_study
+
+    repo = Path(__file__).resolve().parent.parent
+    study = yaml.safe_load((repo / "configs/study/cnenet_planted_paper.yaml").read_text())
+    assert study["protocol"] == "paper" and "dataset.generator.image_size=256" in study["overrides"]
+    shrink = [
+        f"dataset.root={tmp_path / 'planted'}", "dataset.generator.num_classes=6",
+        "dataset.generator.images_per_class=4", "dataset.val_classes=1",
+        "dataset.expected.train_classes=3", "dataset.expected.test_classes=3",
+        "dataset.expected.train_images=12", "dataset.expected.test_images=12",
+        "protocol.backbone.name=test_resnet", "protocol.epochs=1", "protocol.batch_size=4",
+        "protocol.eval_batch_size=8", "protocol.data.workers=0", "protocol.device=cpu",
+    ]  # fmt: skip
+    study["overrides"] = [o for o in study["overrides"] if not o.startswith(
+        ("dataset.root=", "protocol.epochs=", "protocol.data.workers="))] + shrink  # fmt: skip
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    out = tmp_path / "out"
+    code = map_study.main(["--study", str(path), "--weights", "", "--runs",
+                           str(tmp_path / "runs"), "--out", str(out), "--figures"])  # fmt: skip
+    assert code == 0
+    table = pd.read_csv(out / f"{study['name']}.csv")
+    assert sorted(table["variant"]) == sorted(study["variants"])
+    assert table["loc_pointing"].notna().all()  # every variant measured, the CAM included
+    assert (table[table["variant"] == "last_stride_1"]["loc_pointing"] >= 0).all()
