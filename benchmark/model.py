@@ -74,11 +74,16 @@ class TrainedModel:
             return self.model(images).embedding.float().cpu()
 
     def embed(
-        self, images: Iterable[ImageInput], batch_size: int = 64, crop_bottom: int = 0
+        self,
+        images: ImageInput | Iterable[ImageInput],
+        batch_size: int = 64,
+        crop_bottom: int = 0,
     ) -> torch.Tensor:
         """(N, D) float32 descriptors of ``images`` (paths, PIL images, tensors or arrays),
-        in order, exactly as evaluation computes them (not L2-normalised)."""
-        items = list(images)
+        in order, exactly as evaluation computes them (not L2-normalised). One image (a str or
+        Path, a PIL image, a (3, H, W) / (H, W, 3) tensor or array) gives N = 1; a (N, 3, H, W)
+        or (N, H, W, 3) tensor or array is N images."""
+        items = image_list(images)
         if not items:
             return torch.empty(0, self.embedding_dim)
         chunks = []
@@ -88,6 +93,19 @@ class TrainedModel:
             ]
             chunks.append(self.embed_pixels(torch.stack(batch)))
         return torch.cat(chunks)
+
+
+def image_list(images: ImageInput | Iterable[ImageInput]) -> list[ImageInput]:
+    """One image or many as a list of images (a string is one path, not its characters)."""
+    if isinstance(images, str | Path | Image.Image):
+        return [images]
+    if isinstance(images, torch.Tensor | np.ndarray):
+        if images.ndim == 3:
+            return [images]
+        if images.ndim == 4:
+            return list(images)
+        raise ValueError(f"an image tensor or array must have 3 or 4 dimensions, got {images.ndim}")
+    return list(images)
 
 
 def as_rgb(image: ImageInput, crop_bottom: int = 0) -> Image.Image:
@@ -153,14 +171,20 @@ def load_model(run_dir_or_file: str | Path, device: str = "auto") -> TrainedMode
 
 
 def retrieve(
-    queries: torch.Tensor, k: int, gallery: torch.Tensor | None = None
+    queries: torch.Tensor | np.ndarray, k: int, gallery: torch.Tensor | np.ndarray | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(cosine similarities (Q, k), indices (Q, k) int64) of each query's k nearest gallery
-    items, most similar first.
+    items, most similar first. Descriptors are torch tensors or numpy arrays (such as
+    fgor-embed's embeddings.npy), (Q, D) and (G, D).
 
     Without ``gallery`` the queries are searched among themselves, each excluded from its own
     list, ties broken by index: evaluation's protocol (benchmark.metrics.nearest_neighbors).
     """
+    queries = torch.as_tensor(queries)
+    gallery = None if gallery is None else torch.as_tensor(gallery)
+    for name, array in (("queries", queries), ("gallery", gallery)):
+        if array is not None and array.ndim != 2:
+            raise ValueError(f"{name} must be (N, D) descriptors, got shape {tuple(array.shape)}")
     if gallery is None:
         return nearest_neighbors(queries, k)
     if not 1 <= k <= len(gallery):

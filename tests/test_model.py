@@ -120,6 +120,11 @@ def test_embed_takes_paths_pil_images_and_tensors(baseline_run: Path, tiny_root:
         model.embed([torch.zeros(4, 8, 8)])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         model.embed([uint8[0].float()])
+    # one image on its own: a str or Path, a PIL image, one tensor; a stacked batch is N images
+    for one in (str(paths[0]), paths[0], pil[0], uint8[0], arrays[0]):
+        torch.testing.assert_close(model.embed(one), expected[:1], rtol=0, atol=1e-6)
+    torch.testing.assert_close(model.embed(torch.stack(uint8)), expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(model.embed(np.stack(arrays)), expected, rtol=0, atol=1e-6)
 
 
 def test_load_model_errors_name_the_file(tmp_path: Path, baseline_run: Path) -> None:
@@ -147,6 +152,38 @@ def test_retrieve_against_a_gallery_matches_a_plain_loop() -> None:
         order = sorted(range(9), key=lambda j: -cosines[j])[:3]
         assert indices[q].tolist() == order
         assert similarities[q].tolist() == pytest.approx([cosines[j] for j in order], abs=1e-6)
+
+
+def test_retrieve_takes_numpy_descriptors() -> None:
+    """fgor-embed's embeddings.npy searched directly: numpy gives what torch gives."""
+    generator = torch.Generator().manual_seed(1)
+    queries = torch.randn(4, 3, generator=generator)
+    gallery = torch.randn(7, 3, generator=generator)
+    for pair in ((queries, gallery), (queries, None)):
+        expected = retrieve(pair[0], 2, pair[1])
+        numpy_pair = [None if x is None else x.numpy() for x in pair]
+        got = retrieve(numpy_pair[0], 2, numpy_pair[1])
+        assert torch.equal(got[1], expected[1]) and torch.allclose(got[0], expected[0])
+    with pytest.raises(ValueError, match=r"queries must be \(N, D\)"):
+        retrieve(np.zeros(3), 1)
+
+
+def test_fgor_embed_skips_or_stops_at_an_undecodable_image(
+    baseline_run: Path, tiny_root: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for path in split_paths(tiny_root)[:3]:
+        shutil.copy(path, folder / path.name)
+    (folder / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    assert embed_main([str(baseline_run), str(folder), "--out", str(out), "--k", "1"]) == 2
+    assert not out.exists()  # stopped before writing anything
+    code = embed_main([str(baseline_run), str(folder), "--out", str(out), "--k", "1",
+                       "--on-error", "skip"])  # fmt: skip
+    assert code == 0 and np.load(out / "embeddings.npy").shape[0] == 3
+    skipped = (out / "skipped.csv").read_text().splitlines()
+    assert skipped[0] == "path,reason" and skipped[1].startswith("broken.png,")
 
 
 def test_fgor_embed_writes_embeddings_and_neighbours(
