@@ -155,3 +155,9 @@ def test_runs_on_data_with_ground_truth_measure_their_maps(tmp_path: Path) -> No
     assert names == ["`baseline` (CAM)", "`cnenet` (nuance maps)", "uniform map (reference)",
                      "random map (reference)"]  # fmt: skip
     assert table.rows[2].cells[2] == f"{blocks['cnenet']['uniform']['pointing']:.2f}"
+    best, cam = blocks["cnenet"]["best_pointing"], blocks["baseline"]["best_pointing"]
+    verdict = "at least" if best - cam >= 0.2 else "less than"
+    lead = f"`cnenet`: its best map points at a nuance part in {best:.2f}"
+    assert table.notes[0].startswith(lead)
+    assert f"against {cam:.2f} for `baseline`'s CAM" in table.notes[0]
+    assert f"{verdict} the +0.2" in table.notes[0]

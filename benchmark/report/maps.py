@@ -88,6 +88,9 @@ def localisation_tables(grid: Grid) -> list[Table]:
                 f"{name} (reference)", str(len(values)),
                 number(values[pointing].mean(), 2), DASH, number(values[mass].mean(), 2), DASH,
             )  # fmt: skip
+        verdict = premise_text(grid, dataset, methods)
+        if verdict:
+            table.notes.append(verdict)
         table.notes.append(
             "Mean ± std over seeds, on the test images with at least one visible nuance part "
             "(benchmark/localisation.py). Pointing: share of images whose map peak lies within "
@@ -102,6 +105,34 @@ def localisation_tables(grid: Grid) -> list[Table]:
         )
         tables.append(table)
     return tables
+
+
+PREMISE_MARGIN = 0.2  # the best nuance map's pointing above the CAM's that the premise would show
+
+
+def premise_text(grid: Grid, dataset: str, methods: list[str]) -> str:
+    """One generated sentence per method with nuance maps: does its best map point at nuance
+    parts at least PREMISE_MARGIN more often than the first CAM of the table, and how many
+    different nuance parts do its maps find per image?"""
+    kinds = {m: any(_has(c, "nuance_maps") for c in grid.runs(m, dataset)["capabilities"])
+             for m in methods}  # fmt: skip
+    cams = [m for m in methods if not kinds[m]]
+    if not cams:
+        return ""
+    reference = grid.summary(cams[0], dataset, "loc_best_pointing").mean
+    sentences = []
+    for method in (m for m in methods if kinds[m]):
+        best = grid.summary(method, dataset, "loc_best_pointing").mean
+        found = grid.summary(method, dataset, "loc_parts_found").mean
+        gap = best - reference
+        sentences.append(
+            f"`{method}`: its best map points at a nuance part in {number(best, 2)} of the images "
+            f"against {number(reference, 2)} for `{cams[0]}`'s CAM ({number(gap, 2, sign=True)}), "
+            f"{'at least' if gap >= PREMISE_MARGIN else 'less than'} the +{PREMISE_MARGIN:g} "
+            "the nuance maps' premise would show; its maps find "
+            f"{number(found, 2)} different nuance parts per image."
+        )
+    return " ".join(sentences)
 
 
 def _has(capabilities: object, key: str) -> bool:
