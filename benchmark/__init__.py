@@ -3,8 +3,8 @@
 Importing the package pins the CPU instruction set before torch chooses its kernels
 (benchmark/cpu_isa.py): every entry point, stage and test imports it first. It also makes
 OpenMP's waiting threads sleep instead of spin (``OMP_WAIT_POLICY=PASSIVE`` unless set): the
-multi-threaded pretraining then slows 1.25x beside one other CPU-bound process instead of 3.4x,
-with identical weights (reports/perf/contention.md, benchmark/perf/contention.py).
+multi-threaded pretraining then slows far less beside another CPU-bound process, with identical
+weights (measured: reports/perf/contention.md, benchmark/perf/contention.py).
 """
 
 import os

@@ -70,6 +70,27 @@ def test_the_cost_of_pinning_in_the_readme_is_the_measured_one() -> None:
     assert f"trains {ratio:.2f}x as many images per second" in README.read_text()
 
 
+def test_the_busy_machine_and_repro_figures_in_the_readme_are_the_measured_ones() -> None:
+    import json
+
+    text = " ".join(README.read_text().split())
+    slowdown = {}
+    for line in (REPO / "reports" / "perf" / "contention.md").read_text().splitlines():
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        if len(cells) == 5 and cells[1] == "yes":
+            slowdown[cells[0]] = cells[3]  # "1.18x"
+    claim = (f"pretraining then slows {slowdown['passive']} instead of {slowdown['active']} "
+             "with spinning threads")  # fmt: skip
+    assert claim in text, claim
+    assert (
+        "Weights identical across policies and load: yes."
+        in (REPO / "reports" / "perf" / "contention.md").read_text()
+    )  # "which changes no number"
+    repro = json.loads((REPO / "reports" / "perf" / "repro_default.json").read_text())
+    assert f"the whole of it took {repro['minutes']} minutes" in text
+    assert repro["minutes"] > 30 and "over the 30 the default aims for" in text
+
+
 def test_tasks_lists_every_command_it_runs() -> None:
     import tasks
 
