@@ -32,7 +32,7 @@ def test_settings_are_typed_and_match_the_validated_config() -> None:
     lr = settings.protocol.optimizer.lr
     assert lr == 1.0 and isinstance(lr, float)  # converted to the field's type
     assert settings.seed == 4 and settings.stage == "all" and settings.progress is True
-    assert settings.run_dir == Path("runs/adhoc/cnenet/synthetic/seed4")
+    assert settings.run_dir == Path("runs/adhoc/cnenet/birds/seed4")  # the default dataset
     assert settings.method_name == "cnenet" and settings.builder == "cnenet"
     assert "name" not in settings.builder_kwargs and settings.builder_kwargs["num_maps"] == 4
     assert settings.resolved == OmegaConf.to_container(validate(cfg))
