@@ -116,10 +116,9 @@ def ground_truth_of(
 
 @dataclass
 class Regions:
-    """Per pixel of an (H, W) view: the nearest visible part, whether a peak there is a hit,
-    and whether the pixel lies in the nuance region."""
+    """Per pixel of an (H, W) view: whether a peak there is a hit (the nearest visible part is
+    within the tolerance and carries the nuances), and whether it lies in the nuance region."""
 
-    nearest: np.ndarray  # (H, W) index into the image's parts, -1 beyond the tolerance
     hit: np.ndarray  # (H, W) bool
     nuance: np.ndarray  # (H, W) bool
 
@@ -132,11 +131,10 @@ def regions(parts: ImageParts, shape: tuple[int, int], tolerance: float) -> Regi
     distance = np.hypot(xs[None] - centres[:, 0, None, None], ys[None] - centres[:, 1, None, None])
     closest = distance.argmin(axis=0)
     near = distance.min(axis=0) <= tolerance
-    nearest = np.where(near, shown[closest], -1)
     carries = parts.nuance[shown]
     hit = near & carries[closest]
     nuance = (distance[carries] <= tolerance).any(axis=0) if carries.any() else np.zeros_like(near)
-    return Regions(nearest=nearest, hit=hit, nuance=nuance)
+    return Regions(hit=hit, nuance=nuance)
 
 
 @dataclass
